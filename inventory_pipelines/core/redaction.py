@@ -1,0 +1,49 @@
+"""Secret redaction applied to every message before it is stored or logged.
+
+Patterns err on the side of hiding: a redacted non-secret costs a little context, a leaked
+token costs a tenant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+_PATTERNS: tuple[re.Pattern[str], ...] = (
+    # Authorization headers and bearer/basic credentials, in any quoting.
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+|basic\s+)?[^\s\"',;}]+"),
+    re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*"),
+    # JWT-looking strings: three base64url segments, the first starting with eyJ.
+    re.compile(r"()eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
+    # key=value or "key": "value" pairs whose key names a secret.
+    re.compile(
+        r"(?i)((?:client[_-]?secret|access[_-]?token|refresh[_-]?token|id[_-]?token|"
+        r"password|passwd|secret|api[_-]?key|assertion)[\"']?\s*[:=]\s*[\"']?)"
+        r"[^\s\"'&,;}]+"
+    ),
+)
+
+
+def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
+    """Return `text` with tokens, JWTs, secrets and Authorization values replaced."""
+    for secret in extra_secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
+
+
+def redact_value(value: Any, extra_secrets: Iterable[str] = ()) -> Any:
+    """Redact every string inside a JSON-like value (dicts, lists, scalars)."""
+    secrets = tuple(extra_secrets)
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {str(k): redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v, secrets) for v in value]
+    return value
