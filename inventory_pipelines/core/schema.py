@@ -1,0 +1,118 @@
+"""SQLAlchemy table objects for queries. The DDL lives in `sql/` migrations, not here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both dialects (SQLite keeps one fixed text format)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; inventory stores timezone-aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+Id: Any = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("display_name", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+sync_runs = Table(
+    "inventory_sync_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("selection_name", Text, nullable=False),
+    Column("selection_hash", String(64), nullable=False),
+    Column("selection_payload", Json, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("had_errors", Boolean, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("items_observed", Integer, nullable=False),
+    Column("items_inserted", Integer, nullable=False),
+    Column("items_updated", Integer, nullable=False),
+    Column("error_count", Integer, nullable=False),
+    Column("policy_type_counts", Json, nullable=False),
+    Column("policy_type_outcomes", Json, nullable=False),
+    Column("error_codes", Json, nullable=False),
+    Column("error_context", Json, nullable=False),
+    Column("correlation_id", Text),
+)
+
+items = Table(
+    "inventory_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("policy_type", Text, nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("display_name", Text),
+    Column("meta_jsonb", Json, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("first_seen_run_id", Id, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_run_id", Id, nullable=False),
+    Column("last_changed_at", UtcDateTime, nullable=False),
+    Column("last_changed_run_id", Id, nullable=False),
+)
+
+missing = Table(
+    "inventory_missing",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("selection_hash", String(64), primary_key=True),
+    Column("item_id", Id, primary_key=True),
+    Column("policy_type", Text, nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("display_name", Text),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("confidence", Text, nullable=False),
+    Column("baseline_run_id", Id, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+)
+
+INVENTORY_TABLES = ("tenants", "inventory_items", "inventory_sync_runs", "inventory_missing")

@@ -1,0 +1,414 @@
+"""The inventory store: sync runs with their database-enforced lock, and the item upsert.
+
+Every method takes the tenant id and every statement filters on it, so no code path here can
+read or change another tenant's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from inventory_pipelines.core.errors import ErrorCode, InventoryError
+from inventory_pipelines.core.metadata import display_name_of, whitelist_metadata
+from inventory_pipelines.core.redaction import redact_value
+from inventory_pipelines.core.schema import items, sync_runs
+from inventory_pipelines.core.selection import Selection
+from inventory_pipelines.core.tenants import normalize_tenant_id, require_active_tenant
+
+DEFAULT_LEASE = timedelta(minutes=10)
+COMPLETE = "complete"
+COMPLETED_STATUSES = ("success", "partial", "failed")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunAbandonedError(InventoryError):
+    """This run's lock was taken over (its heartbeat went stale); it must stop writing."""
+
+    code = ErrorCode.RUN_ABANDONED
+
+
+@dataclass(frozen=True)
+class ObservedItem:
+    """One Graph object as inventory keeps it: id, name and whitelisted metadata."""
+
+    external_id: str
+    display_name: str | None
+    meta: dict[str, Any]
+    content_hash: str
+
+    @classmethod
+    def build(
+        cls, external_id: str, display_name: str | None, meta: dict[str, Any]
+    ) -> ObservedItem:
+        digest = hashlib.sha256(
+            json.dumps([display_name, meta], sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
+        return cls(external_id, display_name, meta, digest)
+
+    @classmethod
+    def from_graph(cls, item: Mapping[str, Any], name_field: str = "displayName") -> ObservedItem:
+        return cls.build(
+            str(item["id"]), display_name_of(item, name_field), whitelist_metadata(item)
+        )
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: int
+    started_at: datetime
+    took_over_run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RunSkipped:
+    run_id: int
+    holder_run_id: int
+
+
+@dataclass
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def observed(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def add(self, other: UpsertCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+@dataclass
+class RunResult:
+    """What a sync run found, per policy type: `complete` or the error code that stopped it."""
+
+    policy_type_outcomes: dict[str, str] = field(default_factory=dict)
+    policy_type_counts: dict[str, int] = field(default_factory=dict)
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    item_errors: int = 0
+    error_context: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def error_codes(self) -> list[str]:
+        codes = {o for o in self.policy_type_outcomes.values() if o != COMPLETE}
+        codes.update(str(e["code"]) for e in self.error_context if e.get("code"))
+        if self.item_errors:
+            codes.add(ErrorCode.INVALID_ITEM.value)
+        return sorted(codes)
+
+    @property
+    def error_count(self) -> int:
+        failed_types = sum(1 for o in self.policy_type_outcomes.values() if o != COMPLETE)
+        return failed_types + self.item_errors
+
+    @property
+    def status(self) -> str:
+        return final_status(self.policy_type_outcomes, self.item_errors)
+
+
+def final_status(outcomes: Mapping[str, str], item_errors: int = 0) -> str:
+    """`failed` when nothing could be fetched, `partial` on any error, else `success`."""
+    if not outcomes or all(o != COMPLETE for o in outcomes.values()):
+        return "failed"
+    if item_errors or any(o != COMPLETE for o in outcomes.values()):
+        return "partial"
+    return "success"
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    """The dialect's INSERT construct, which knows ON CONFLICT."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+class InventoryStore:
+    """Sync runs and inventory items of one database; safe to share between threads."""
+
+    def __init__(self, engine: Engine, *, lease: timedelta = DEFAULT_LEASE, clock: Clock = utcnow):
+        self.engine = engine
+        self.lease = lease
+        self.clock = clock
+
+    # -- runs and the lock -------------------------------------------------------------
+
+    def start_sync_run(
+        self, tenant_id: str, selection: Selection, *, correlation_id: str | None = None
+    ) -> RunStarted | RunSkipped:
+        """Take the (tenant, selection) lock by inserting a `running` run.
+
+        The partial unique index admits one running run per (tenant, selection hash); a
+        holder whose heartbeat is older than the lease is closed as `run_abandoned` first.
+        """
+        tenant_id = normalize_tenant_id(tenant_id)
+        require_active_tenant(self.engine, tenant_id)
+        took_over: int | None = None
+        for _ in range(5):
+            now = self.clock()
+            try:
+                with self.engine.begin() as conn:
+                    run_id = conn.execute(
+                        sync_runs.insert()
+                        .values(
+                            **self._run_row(tenant_id, selection, correlation_id, now, "running")
+                        )
+                        .returning(sync_runs.c.id)
+                    ).scalar_one()
+                return RunStarted(int(run_id), now, took_over)
+            except IntegrityError:
+                pass
+            with self.engine.begin() as conn:
+                holder = conn.execute(
+                    select(sync_runs.c.id, sync_runs.c.heartbeat_at).where(
+                        sync_runs.c.tenant_id == tenant_id,
+                        sync_runs.c.selection_hash == selection.hash,
+                        sync_runs.c.status == "running",
+                    )
+                ).first()
+                if holder is None:
+                    continue
+                if holder.heartbeat_at < now - self.lease:
+                    if self._abandon(conn, tenant_id, holder.id, now):
+                        took_over = int(holder.id)
+                    continue
+                row = self._run_row(tenant_id, selection, correlation_id, now, "skipped")
+                row.update(
+                    finished_at=now,
+                    had_errors=True,
+                    error_count=1,
+                    error_codes=[ErrorCode.LOCK_HELD.value],
+                    error_context=[{"code": ErrorCode.LOCK_HELD.value, "holder_run_id": holder.id}],
+                )
+                skipped_id = conn.execute(
+                    sync_runs.insert().values(**row).returning(sync_runs.c.id)
+                ).scalar_one()
+                return RunSkipped(int(skipped_id), int(holder.id))
+        raise InventoryError(f"could not take the run lock for tenant {tenant_id}")
+
+    def _run_row(
+        self,
+        tenant_id: str,
+        selection: Selection,
+        correlation_id: str | None,
+        now: datetime,
+        status: str,
+    ) -> dict[str, Any]:
+        return {
+            "tenant_id": tenant_id,
+            "selection_name": selection.name,
+            "selection_hash": selection.hash,
+            "selection_payload": selection.payload,
+            "status": status,
+            "had_errors": False,
+            "started_at": now,
+            "heartbeat_at": now,
+            "items_observed": 0,
+            "items_inserted": 0,
+            "items_updated": 0,
+            "error_count": 0,
+            "policy_type_counts": {},
+            "policy_type_outcomes": {},
+            "error_codes": [],
+            "error_context": [],
+            "correlation_id": correlation_id,
+        }
+
+    def _abandon(self, conn: Connection, tenant_id: str, run_id: int, now: datetime) -> bool:
+        result = conn.execute(
+            update(sync_runs)
+            .where(
+                sync_runs.c.tenant_id == tenant_id,
+                sync_runs.c.id == run_id,
+                sync_runs.c.status == "running",
+                sync_runs.c.heartbeat_at < now - self.lease,
+            )
+            .values(
+                status="failed",
+                had_errors=True,
+                finished_at=now,
+                error_count=sync_runs.c.error_count + 1,
+                error_codes=[ErrorCode.RUN_ABANDONED.value],
+                error_context=[
+                    {
+                        "code": ErrorCode.RUN_ABANDONED.value,
+                        "message": "heartbeat older than the lease; lock taken over",
+                    }
+                ],
+            )
+        )
+        return bool(result.rowcount)
+
+    def heartbeat(self, tenant_id: str, run_id: int) -> None:
+        """Prove this run is alive; raises RunAbandonedError when it was taken over."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(sync_runs)
+                .where(
+                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.id == run_id,
+                    sync_runs.c.status == "running",
+                )
+                .values(heartbeat_at=self.clock())
+            )
+        if result.rowcount == 0:
+            raise RunAbandonedError(f"sync run {run_id} no longer holds its lock")
+
+    def finish_sync_run(self, tenant_id: str, run_id: int, result: RunResult) -> str:
+        """Close the run with its final status and counts, releasing the lock."""
+        now = self.clock()
+        status = result.status
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                update(sync_runs)
+                .where(
+                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.id == run_id,
+                    sync_runs.c.status == "running",
+                )
+                .values(
+                    status=status,
+                    had_errors=bool(result.error_codes),
+                    finished_at=now,
+                    heartbeat_at=now,
+                    items_observed=result.counts.observed,
+                    items_inserted=result.counts.inserted,
+                    items_updated=result.counts.updated,
+                    error_count=result.error_count,
+                    policy_type_counts=dict(sorted(result.policy_type_counts.items())),
+                    policy_type_outcomes=dict(sorted(result.policy_type_outcomes.items())),
+                    error_codes=result.error_codes,
+                    error_context=redact_value(result.error_context),
+                )
+            )
+        if updated.rowcount == 0:
+            raise RunAbandonedError(f"sync run {run_id} was taken over before it finished")
+        return status
+
+    def fail_sync_run(self, tenant_id: str, run_id: int, code: ErrorCode, message: str) -> None:
+        """Close a run that crashed; best effort, never raises for a run already closed."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sync_runs)
+                .where(
+                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.id == run_id,
+                    sync_runs.c.status == "running",
+                )
+                .values(
+                    status="failed",
+                    had_errors=True,
+                    finished_at=now,
+                    heartbeat_at=now,
+                    error_count=sync_runs.c.error_count + 1,
+                    error_codes=[code.value],
+                    error_context=redact_value([{"code": code.value, "message": message}]),
+                )
+            )
+
+    def get_sync_run(self, tenant_id: str, run_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(sync_runs).where(
+                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.id == run_id,
+                )
+            ).first()
+        if row is None:
+            raise InventoryError(f"sync run {run_id} not found for tenant {tenant_id}")
+        return dict(row._mapping)
+
+    # -- items ----------------------------------------------------------------------------
+
+    def upsert_items(
+        self,
+        tenant_id: str,
+        run_id: int,
+        policy_type: str,
+        batch: Iterable[ObservedItem],
+        *,
+        seen_at: datetime,
+    ) -> UpsertCounts:
+        """Insert new items and touch known ones in one set-based statement.
+
+        Unchanged items get only `last_seen_*`; changed ones also their name, metadata and
+        `last_changed_*`. RETURNING tells inserted from updated from unchanged.
+        """
+        tenant_id = normalize_tenant_id(tenant_id)
+        unique = {item.external_id: item for item in batch}
+        if not unique:
+            return UpsertCounts()
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "policy_type": policy_type,
+                "external_id": item.external_id,
+                "display_name": item.display_name,
+                "meta_jsonb": item.meta,
+                "content_hash": item.content_hash,
+                "first_seen_at": seen_at,
+                "first_seen_run_id": run_id,
+                "last_seen_at": seen_at,
+                "last_seen_run_id": run_id,
+                "last_changed_at": seen_at,
+                "last_changed_run_id": run_id,
+            }
+            for item in unique.values()
+        ]
+        with self.engine.begin() as conn:
+            insert = _dialect_insert(conn)(items)
+            excluded = insert.excluded
+            changed = items.c.content_hash != excluded.content_hash
+            statement = insert.on_conflict_do_update(
+                index_elements=[items.c.tenant_id, items.c.policy_type, items.c.external_id],
+                set_={
+                    "last_seen_at": excluded.last_seen_at,
+                    "last_seen_run_id": excluded.last_seen_run_id,
+                    "display_name": excluded.display_name,
+                    "meta_jsonb": excluded.meta_jsonb,
+                    "content_hash": excluded.content_hash,
+                    "last_changed_at": case(
+                        (changed, excluded.last_changed_at), else_=items.c.last_changed_at
+                    ),
+                    "last_changed_run_id": case(
+                        (changed, excluded.last_changed_run_id), else_=items.c.last_changed_run_id
+                    ),
+                },
+                where=items.c.tenant_id == tenant_id,
+            ).returning(items.c.first_seen_run_id, items.c.last_changed_run_id)
+            returned = conn.execute(statement, rows).all()
+        counts = UpsertCounts()
+        for first_run, changed_run in returned:
+            if first_run == run_id:
+                counts.inserted += 1
+            elif changed_run == run_id:
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+        return counts
+
+    def item_count(self, tenant_id: str, policy_types: Iterable[str] | None = None) -> int:
+        query = (
+            select(func.count())
+            .select_from(items)
+            .where(items.c.tenant_id == normalize_tenant_id(tenant_id))
+        )
+        if policy_types is not None:
+            query = query.where(items.c.policy_type.in_(list(policy_types)))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())

@@ -1,0 +1,51 @@
+"""Shared fixtures. PostgreSQL is required under CI=true; elsewhere its absence is loud."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from inventory_pipelines_tests.databases import postgres_problem
+
+pytest_plugins = [
+    "inventory_pipelines_tests.databases",
+    "inventory_pipelines_tests.simulator_fixtures",
+]
+
+_POSTGRES_PROBLEM_KEY = pytest.StashKey[str | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    problem = postgres_problem()
+    config.stash[_POSTGRES_PROBLEM_KEY] = problem
+    if problem and os.environ.get("CI", "").lower() == "true":
+        raise pytest.UsageError(
+            f"CI=true but the PostgreSQL test server is unreachable ({problem}); "
+            "start it (see .ci/run) or set INVENTORY_TEST_POSTGRES_URL"
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.stash.get(_POSTGRES_PROBLEM_KEY, None):
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgres")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    problem = terminalreporter.config.stash.get(_POSTGRES_PROBLEM_KEY, None)
+    if problem:
+        bar = "!" * 78
+        terminalreporter.write_line(bar, red=True, bold=True)
+        terminalreporter.write_line(
+            f"PostgreSQL NOT TESTED: test server unreachable ({problem}).", red=True, bold=True
+        )
+        terminalreporter.write_line(
+            "Only SQLite ran. Start PostgreSQL or set INVENTORY_TEST_POSTGRES_URL.",
+            red=True,
+            bold=True,
+        )
+        terminalreporter.write_line(bar, red=True, bold=True)
