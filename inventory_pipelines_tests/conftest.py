@@ -6,8 +6,6 @@ import os
 
 import pytest
 
-from inventory_pipelines_tests.databases import postgres_problem
-
 pytest_plugins = [
     "inventory_pipelines_tests.databases",
     "inventory_pipelines_tests.simulator_fixtures",
@@ -17,6 +15,8 @@ _POSTGRES_PROBLEM_KEY = pytest.StashKey[str | None]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from inventory_pipelines_tests.databases import postgres_problem
+
     problem = postgres_problem()
     config.stash[_POSTGRES_PROBLEM_KEY] = problem
     if problem and os.environ.get("CI", "").lower() == "true":

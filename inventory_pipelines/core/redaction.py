@@ -6,6 +6,7 @@ token costs a tenant.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -47,3 +48,27 @@ def redact_value(value: Any, extra_secrets: Iterable[str] = ()) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_value(v, secrets) for v in value]
     return value
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every record of the logger it is attached to, arguments included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def project_logger(name: str) -> logging.Logger:
+    """A logger whose records are redacted before any handler sees them."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger

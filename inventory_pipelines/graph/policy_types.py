@@ -57,7 +57,9 @@ _DM = "deviceManagement"
 _DAM = "deviceAppManagement"
 
 POLICY_TYPES: tuple[PolicyType, ...] = (
-    _intune("device_configurations", f"{_DM}/deviceConfigurations", "Device configuration profiles"),
+    _intune(
+        "device_configurations", f"{_DM}/deviceConfigurations", "Device configuration profiles"
+    ),
     _intune("compliance_policies", f"{_DM}/deviceCompliancePolicies", "Compliance policies"),
     _intune(
         "settings_catalog_policies",
@@ -191,7 +193,9 @@ POLICY_TYPES: tuple[PolicyType, ...] = (
         "identity/conditionalAccess/authenticationContextClassReferences",
         "Authentication contexts",
     ),
-    _identity("terms_of_use", "identityGovernance/termsOfUse/agreements", "Terms of use agreements"),
+    _identity(
+        "terms_of_use", "identityGovernance/termsOfUse/agreements", "Terms of use agreements"
+    ),
 )
 
 POLICY_TYPES_BY_KEY: dict[str, PolicyType] = {p.key: p for p in POLICY_TYPES}

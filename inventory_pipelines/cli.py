@@ -1,0 +1,173 @@
+"""The `inventory-pipelines` command: operators' access to the same core the assets use."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from inventory_pipelines.core import tenants as tenant_registry
+from inventory_pipelines.core.database import (
+    DATABASE_URL_SETTING,
+    create_inventory_engine,
+    database_url_from_env,
+)
+from inventory_pipelines.core.errors import InventoryError
+from inventory_pipelines.core.migrations import upgrade
+from inventory_pipelines.core.redaction import redact
+from inventory_pipelines.core.selection import (
+    canonical_json,
+    load_selections,
+    parse_payload,
+    selection_hash,
+)
+from inventory_pipelines.graph.policy_types import POLICY_TYPES
+
+
+class _Group(click.Group):
+    """Turns known failures into one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InventoryError as exc:
+            _fail(exc.message)
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "database error"
+            hint = ""
+            if "no such table" in reason or "does not exist" in reason:
+                hint = "; run `inventory-pipelines db upgrade` first"
+            _fail(f"inventory database ({DATABASE_URL_SETTING}): {redact(reason)}{hint}")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _engine() -> Engine:
+    return create_inventory_engine(database_url_from_env())
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """Last-observed inventory of Microsoft Intune policies per tenant."""
+
+
+@main.group()
+def db() -> None:
+    """Inventory database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations from sql/ (idempotent)."""
+    applied = upgrade(_engine())
+    if applied:
+        for migration in applied:
+            click.echo(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        click.echo("database schema is up to date")
+
+
+@main.group()
+def tenants() -> None:
+    """The tenant registry that the sensor watches."""
+
+
+@tenants.command("add")
+@click.argument("tenant_id")
+@click.option("--name", required=True, help="Display name of the customer tenant.")
+def tenants_add(tenant_id: str, name: str) -> None:
+    """Register (or re-activate) a tenant by its Entra tenant id."""
+    tenant, outcome = tenant_registry.add_tenant(_engine(), tenant_id, name)
+    click.echo(f"{outcome} {tenant.tenant_id} {tenant.display_name!r}")
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--active-only", is_flag=True, help="Only tenants that are synced.")
+def tenants_list(as_json: bool, active_only: bool) -> None:
+    """Show registered tenants."""
+    rows = tenant_registry.list_tenants(_engine(), active_only=active_only)
+    if as_json:
+        _echo_json([row.__dict__ for row in rows])
+        return
+    for row in rows:
+        state = "active" if row.active else "inactive"
+        click.echo(f"{row.tenant_id}  {state:<8}  {row.display_name}")
+
+
+@tenants.command("deactivate")
+@click.argument("tenant_id")
+def tenants_deactivate(tenant_id: str) -> None:
+    """Stop syncing a tenant; its inventory stays."""
+    tenant = tenant_registry.deactivate_tenant(_engine(), tenant_id)
+    click.echo(f"deactivated {tenant.tenant_id}")
+
+
+@main.group()
+def selections() -> None:
+    """Named selections of policy types."""
+
+
+@selections.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def selections_list(as_json: bool) -> None:
+    """Show named selections with their policy types and selection hashes."""
+    loaded = load_selections()
+    if as_json:
+        _echo_json(
+            [
+                {"name": s.name, "selection_hash": s.hash, "policy_types": list(s.policy_types)}
+                for s in loaded.values()
+            ]
+        )
+        return
+    for selection in loaded.values():
+        click.echo(f"{selection.name}  {selection.hash}  ({len(selection.policy_types)} types)")
+        click.echo(f"    {', '.join(selection.policy_types)}")
+
+
+@main.command("policy-types")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
+def policy_types(as_json: bool) -> None:
+    """The registry of supported policy types."""
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "key": p.key,
+                    "graph_path": p.graph_path,
+                    "api_version": p.api_version,
+                    "label": p.label,
+                    "name_field": p.name_field,
+                    "max_top": p.max_top,
+                }
+                for p in POLICY_TYPES
+            ]
+        )
+        return
+    for p in POLICY_TYPES:
+        click.echo(f"{p.key:<36} {p.api_version:<5} {p.graph_path}")
+
+
+@main.command("selection-hash")
+@click.argument("payload")
+def selection_hash_command(payload: str) -> None:
+    """Print the canonical JSON and SHA-256 selection hash of a payload."""
+    canonical = parse_payload(payload)
+    click.echo(canonical_json(canonical))
+    click.echo(selection_hash(canonical))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""The single Definitions object that `workspace.yaml` loads."""
+
+import dagster as dg
+
+defs = dg.Definitions()

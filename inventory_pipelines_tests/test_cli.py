@@ -1,0 +1,104 @@
+"""The command line as operators use it: real process, real database, exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inventory_pipelines.graph.policy_types import POLICY_TYPES
+
+GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inventory_pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def db_env(database_url: str) -> dict[str, str]:
+    return {"INVENTORY_DATABASE_URL": database_url}
+
+
+def test_selection_hash_prints_canonical_json_and_hash() -> None:
+    result = cli("selection-hash", '{"policy_types": ["scope_tags", "compliance_policies"]}')
+    assert result.returncode == 0, result.stderr
+    canonical, digest = result.stdout.splitlines()
+    assert canonical == '{"policy_types":["compliance_policies","scope_tags"]}'
+    assert digest == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [('{"policy_types": ["nope"]}', "unknown policy type"), ("{oops", "not valid JSON")],
+)
+def test_selection_hash_rejects_bad_input_in_one_line(payload: str, message: str) -> None:
+    result = cli("selection-hash", payload)
+    assert result.returncode != 0
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_policy_types_json_lists_the_registry() -> None:
+    result = cli("policy-types", "--json")
+    listed = json.loads(result.stdout)
+    assert len(listed) == len(POLICY_TYPES) >= 40
+    assert {"key", "graph_path", "api_version"} <= set(listed[0])
+    assert {p["api_version"] for p in listed} <= {"v1.0", "beta"}
+
+
+def test_selections_list_shows_names_types_and_hashes() -> None:
+    listed = json.loads(cli("selections", "list", "--json").stdout)
+    by_name = {s["name"]: s for s in listed}
+    assert "all" in by_name and len(by_name["all"]["policy_types"]) == len(POLICY_TYPES)
+    recomputed = cli("selection-hash", json.dumps({"policy_types": by_name["all"]["policy_types"]}))
+    assert recomputed.stdout.splitlines()[1] == by_name["all"]["selection_hash"]
+
+
+def test_tenant_lifecycle(db_env: dict[str, str]) -> None:
+    assert cli("db", "upgrade", env=db_env).stdout.strip() == "database schema is up to date"
+    added = cli("tenants", "add", GUID.upper(), "--name", "Contoso", env=db_env)
+    assert added.returncode == 0 and GUID in added.stdout
+    listed = json.loads(cli("tenants", "list", "--json", env=db_env).stdout)
+    assert [(t["tenant_id"], t["active"]) for t in listed] == [(GUID, True)]
+    assert cli("tenants", "deactivate", GUID, env=db_env).returncode == 0
+    listed = json.loads(cli("tenants", "list", "--json", env=db_env).stdout)
+    assert listed[0]["active"] is False
+
+
+def test_bad_tenant_id_changes_nothing(db_env: dict[str, str]) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    bad = cli("tenants", "add", "contoso.onmicrosoft.com", "--name", "X", env=db_env)
+    assert bad.returncode != 0 and "not a GUID" in bad.stderr
+    listed = json.loads(cli("tenants", "list", "--json", env=db_env).stdout)
+    assert [t["tenant_id"] for t in listed] == [GUID]
+
+
+def test_bad_database_url_names_the_setting(tmp_path: Path) -> None:
+    result = cli("tenants", "list", env={"INVENTORY_DATABASE_URL": "mysql://x@localhost/db"})
+    assert result.returncode != 0 and "INVENTORY_DATABASE_URL" in result.stderr
+    result = cli("tenants", "list", env={"INVENTORY_DATABASE_URL": "not a url"})
+    assert result.returncode != 0 and "INVENTORY_DATABASE_URL" in result.stderr
+
+
+def test_unmigrated_database_tells_how_to_fix(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = cli("tenants", "list", env={"INVENTORY_DATABASE_URL": url})
+    assert result.returncode != 0 and "db upgrade" in result.stderr
+
+
+def test_default_database_lives_under_the_state_dir(tmp_path: Path) -> None:
+    env = {"INVENTORY_STATE_DIR": str(tmp_path / "state"), "INVENTORY_DATABASE_URL": ""}
+    assert cli("db", "upgrade", env=env).returncode == 0
+    assert (tmp_path / "state" / "inventory.db").exists()
