@@ -18,14 +18,28 @@ from inventory_pipelines.core.database import (
 )
 from inventory_pipelines.core.errors import InventoryError
 from inventory_pipelines.core.migrations import upgrade
+from inventory_pipelines.core.missing import compute_missing, missing_items_for
 from inventory_pipelines.core.redaction import redact
 from inventory_pipelines.core.selection import (
     canonical_json,
+    get_selection,
     load_selections,
     parse_payload,
     selection_hash,
 )
+from inventory_pipelines.core.store import InventoryStore
+from inventory_pipelines.core.tenants import normalize_tenant_id
+from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.policy_types import POLICY_TYPES
+from inventory_pipelines.graph.settings import GraphSettings
+from inventory_pipelines.graph.summary import format_summary, summary_as_dict
+from inventory_pipelines.graph.sync import DEFAULT_TYPE_CONCURRENCY, SyncOptions, sync_partition
+from inventory_pipelines.simulator import (
+    DEFAULT_PORT,
+    SIMULATOR_CLIENT_ID,
+    SIMULATOR_CLIENT_SECRET,
+    serve,
+)
 
 
 class _Group(click.Group):
@@ -167,6 +181,113 @@ def selection_hash_command(payload: str) -> None:
     canonical = parse_payload(payload)
     click.echo(canonical_json(canonical))
     click.echo(selection_hash(canonical))
+
+
+@main.command("sync")
+@click.option("--tenant", "tenant_id", required=True, help="Entra tenant id (GUID).")
+@click.option("--selection", "selection_name", required=True, help="Named selection.")
+@click.option(
+    "--type-concurrency",
+    default=DEFAULT_TYPE_CONCURRENCY,
+    show_default=True,
+    help="Policy types fetched at once (= Graph requests in flight for this tenant).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def sync_command(tenant_id: str, selection_name: str, type_concurrency: int, as_json: bool) -> None:
+    """Run one sync in plain Python (outside Dagster) and print its summary.
+
+    Exit code 0 on success or partial, 1 on a failed run, 3 when skipped (lock held).
+    """
+    tenant_id = normalize_tenant_id(tenant_id)
+    selection = get_selection(selection_name)
+    store = InventoryStore(_engine())
+    settings = GraphSettings.from_env()
+    with GraphClient(settings) as client:
+        summary = sync_partition(
+            store,
+            client,
+            tenant_id,
+            selection,
+            options=SyncOptions(type_concurrency=type_concurrency),
+        )
+    if as_json:
+        _echo_json(summary_as_dict(summary))
+    else:
+        click.echo(format_summary(summary))
+    if summary.status == "failed":
+        sys.exit(1)
+    if summary.skipped:
+        sys.exit(3)
+
+
+@main.command("missing")
+@click.option("--tenant", "tenant_id", required=True, help="Entra tenant id (GUID).")
+@click.option("--selection", "selection_name", required=True, help="Named selection.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def missing_command(tenant_id: str, selection_name: str, as_json: bool) -> None:
+    """Compute and print the missing items of a (tenant, selection) with their confidence."""
+    tenant_id = normalize_tenant_id(tenant_id)
+    selection = get_selection(selection_name)
+    engine = _engine()
+    result = compute_missing(engine, tenant_id, selection)
+    rows = missing_items_for(engine, tenant_id, selection.hash)
+    if as_json:
+        _echo_json({"result": result.__dict__, "items": rows})
+        return
+    click.echo(
+        f"tenant {tenant_id} selection {selection.name} ({selection.hash[:12]}): "
+        f"{result.missing_count} missing, confidence {result.confidence}, "
+        f"baseline run {result.baseline_run_id} ({result.baseline_status})"
+    )
+    for row in rows:
+        click.echo(
+            f"  {row['policy_type']:<32} {row['external_id']}  {row['reason']:<16} "
+            f"last seen {row['last_seen_at']:%Y-%m-%d %H:%M:%S}  {row['display_name'] or ''}"
+        )
+
+
+@main.command("simulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option(
+    "--port", default=DEFAULT_PORT, show_default=True, type=int, help="0 = any free port."
+)
+@click.option("--client-id", default=SIMULATOR_CLIENT_ID, show_default=True)
+@click.option(
+    "--client-secret",
+    default=SIMULATOR_CLIENT_SECRET,
+    help="Secret the token endpoint accepts (default: the simulator's built-in one).",
+)
+@click.option(
+    "--identity-rps",
+    default=1.0,
+    show_default=True,
+    help="Requests/s per tenant for conditional-access types (429 without Retry-After); 0 = off.",
+)
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML/JSON file with tenants (seed, sizes) and faults to start with.",
+)
+def simulator_command(
+    host: str,
+    port: int,
+    client_id: str,
+    client_secret: str,
+    identity_rps: float,
+    scenario: str | None,
+) -> None:
+    """Run the Microsoft Graph simulator on loopback until Ctrl-C."""
+    try:
+        serve(
+            host,
+            port,
+            client_id=client_id,
+            client_secret=client_secret,
+            identity_requests_per_second=identity_rps,
+            scenario_path=scenario,
+        )
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

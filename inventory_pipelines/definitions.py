@@ -1,5 +1,29 @@
-"""The single Definitions object that `workspace.yaml` loads."""
+"""The single Definitions object that `workspace.yaml` loads; the only place EnvVars are bound."""
+
+import os
 
 import dagster as dg
 
-defs = dg.Definitions()
+from inventory_pipelines.assets import inventory_items, inventory_missing
+from inventory_pipelines.jobs import inventory_sync_job
+from inventory_pipelines.resources import GraphResource, InventoryDatabase
+from inventory_pipelines.schedules import DEFAULT_NIGHTLY_CRON, build_nightly_schedule
+from inventory_pipelines.sensors import inventory_automation_sensor, new_tenant_sensor
+
+defs = dg.Definitions(
+    assets=[inventory_items, inventory_missing],
+    jobs=[inventory_sync_job],
+    sensors=[new_tenant_sensor, inventory_automation_sensor],
+    schedules=[
+        build_nightly_schedule(os.environ.get("INVENTORY_NIGHTLY_CRON") or DEFAULT_NIGHTLY_CRON)
+    ],
+    resources={
+        "inventory_db": InventoryDatabase(),
+        "graph": GraphResource(
+            client_id=dg.EnvVar("GRAPH_CLIENT_ID"),
+            client_secret=dg.EnvVar("GRAPH_CLIENT_SECRET"),
+        ),
+    },
+    # One asset per run: running it in the run's own process avoids a second subprocess.
+    executor=dg.in_process_executor,
+)

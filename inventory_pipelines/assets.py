@@ -1,0 +1,174 @@
+"""The two assets and their checks: orchestration only, the logic lives in core/ and graph/."""
+
+from typing import Any
+
+import dagster as dg
+
+from inventory_pipelines.core.missing import MissingResult, compute_missing, missing_items_for
+from inventory_pipelines.core.selection import get_selection
+from inventory_pipelines.graph.sync import SyncSummary, sync_partition
+from inventory_pipelines.partitions import split_partition_key, tenant_selection_partitions
+from inventory_pipelines.resources import GraphResource, InventoryDatabase
+
+GRAPH_POOL = "microsoft_graph"
+SYNC_CHECK = "sync_finished_without_errors"
+MISSING_SHARE_CHECK = "missing_share_is_plausible"
+SUSPICIOUS_MISSING_SHARE = 0.2
+SUSPICIOUS_MISSING_MIN_ITEMS = 5
+PREVIEW_ROWS = 10
+
+
+@dg.asset(
+    name="inventory_items",
+    partitions_def=tenant_selection_partitions,
+    pool=GRAPH_POOL,
+    group_name="inventory",
+    kinds={"python", "sql"},
+    check_specs=[dg.AssetCheckSpec(SYNC_CHECK, asset="inventory_items")],
+    description="Last-observed Intune policies of one tenant for one selection of policy types.",
+)
+def inventory_items(
+    context: dg.AssetExecutionContext, inventory_db: InventoryDatabase, graph: GraphResource
+) -> dg.MaterializeResult:
+    tenant_id, selection_name = split_partition_key(context)
+    selection = get_selection(selection_name)
+    with graph.client() as client:
+        summary = sync_partition(
+            inventory_db.store(),
+            client,
+            tenant_id,
+            selection,
+            correlation_id=context.run_id,
+            options=graph.sync_options(),
+        )
+    metadata = sync_metadata(summary)
+    if summary.status == "failed":
+        raise dg.Failure(
+            description=f"sync run {summary.run_id} failed: {', '.join(summary.error_codes)}",
+            metadata=metadata,
+        )
+    return dg.MaterializeResult(metadata=metadata, check_results=[sync_check(summary)])
+
+
+def sync_metadata(summary: SyncSummary) -> dict[str, Any]:
+    types = summary.types.values()
+    return {
+        "status": dg.MetadataValue.text(summary.status),
+        "sync_run_id": dg.MetadataValue.int(summary.run_id),
+        "selection_hash": dg.MetadataValue.text(summary.selection_hash),
+        "items_observed": dg.MetadataValue.int(summary.items_observed),
+        "items_inserted": dg.MetadataValue.int(summary.items_inserted),
+        "items_updated": dg.MetadataValue.int(summary.items_updated),
+        "policy_types_failed": dg.MetadataValue.int(
+            sum(1 for t in types if t.outcome != "complete")
+        ),
+        "invalid_items": dg.MetadataValue.int(sum(t.invalid_items for t in types)),
+        "pages": dg.MetadataValue.int(sum(t.pages for t in types)),
+        "requests": dg.MetadataValue.int(sum(t.requests for t in types)),
+        "retries": dg.MetadataValue.int(sum(t.retries for t in types)),
+        "throttle_wait_seconds": dg.MetadataValue.float(
+            round(sum(t.throttle_wait_seconds for t in types), 3)
+        ),
+        "duration_seconds": dg.MetadataValue.float(round(summary.duration_seconds, 3)),
+        "error_codes": dg.MetadataValue.json(summary.error_codes),
+        "policy_type_counts": dg.MetadataValue.json(
+            {key: t.counts.observed for key, t in sorted(summary.types.items())}
+        ),
+        "policy_types": dg.MetadataValue.md(_types_table(summary)),
+    }
+
+
+def _types_table(summary: SyncSummary) -> str:
+    lines = [
+        "| policy type | outcome | items | new | changed | pages | retries |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, t in sorted(summary.types.items()):
+        lines.append(
+            f"| {key} | {t.outcome} | {t.counts.observed} | {t.counts.inserted} | "
+            f"{t.counts.updated} | {t.pages} | {t.retries} |"
+        )
+    return "\n".join(lines)
+
+
+def sync_check(summary: SyncSummary) -> dg.AssetCheckResult:
+    """Passes only for a `success` run; a partial or skipped run is a warning to look at."""
+    return dg.AssetCheckResult(
+        check_name=SYNC_CHECK,
+        passed=summary.status == "success",
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"sync run {summary.run_id}: {summary.status}"
+            + (f" ({', '.join(summary.error_codes)})" if summary.error_codes else "")
+        ),
+        metadata={"status": summary.status, "sync_run_id": summary.run_id},
+    )
+
+
+@dg.asset(
+    name="inventory_missing",
+    deps=[inventory_items],
+    partitions_def=tenant_selection_partitions,
+    group_name="inventory",
+    kinds={"python", "sql"},
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[dg.AssetCheckSpec(MISSING_SHARE_CHECK, asset="inventory_missing")],
+    description="Policies not observed since the latest completed sync, with a confidence.",
+)
+def inventory_missing(
+    context: dg.AssetExecutionContext, inventory_db: InventoryDatabase
+) -> dg.MaterializeResult:
+    tenant_id, selection_name = split_partition_key(context)
+    selection = get_selection(selection_name)
+    engine = inventory_db.engine()
+    result = compute_missing(engine, tenant_id, selection)
+    preview = missing_items_for(engine, tenant_id, selection.hash, limit=PREVIEW_ROWS)
+    return dg.MaterializeResult(
+        metadata={
+            "missing_count": dg.MetadataValue.int(result.missing_count),
+            "confidence": dg.MetadataValue.text(result.confidence),
+            "baseline_run_id": dg.MetadataValue.int(result.baseline_run_id or 0),
+            "baseline_status": dg.MetadataValue.text(result.baseline_status or "none"),
+            "missing_share": dg.MetadataValue.float(round(result.missing_share, 4)),
+            "selection_hash": dg.MetadataValue.text(result.selection_hash),
+            "by_reason": dg.MetadataValue.json(result.by_reason),
+            "preview": dg.MetadataValue.md(_missing_preview(preview, result)),
+        },
+        check_results=[missing_share_check(result)],
+    )
+
+
+def _missing_preview(rows: list[dict[str, Any]], result: MissingResult) -> str:
+    if not rows:
+        return f"Nothing missing (confidence: {result.confidence})."
+    lines = ["| policy type | name | external id | reason | last seen |", "|---|---|---|---|---|"]
+    for row in rows:
+        name = (row["display_name"] or "").replace("|", "\\|")
+        lines.append(
+            f"| {row['policy_type']} | {name} | {row['external_id']} | {row['reason']} | "
+            f"{row['last_seen_at']:%Y-%m-%d %H:%M} |"
+        )
+    if result.missing_count > len(rows):
+        lines.append(f"\n…and {result.missing_count - len(rows)} more.")
+    return "\n".join(lines)
+
+
+def missing_share_check(result: MissingResult) -> dg.AssetCheckResult:
+    """Warns when an unusually large share of the selection went missing in one go."""
+    suspicious = (
+        result.by_reason.get("not_observed", 0) >= SUSPICIOUS_MISSING_MIN_ITEMS
+        and result.missing_share >= SUSPICIOUS_MISSING_SHARE
+    )
+    return dg.AssetCheckResult(
+        check_name=MISSING_SHARE_CHECK,
+        passed=not suspicious,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{result.missing_count} of {result.selection_item_count} items missing "
+            f"({result.missing_share:.0%}); a large share at once is more likely a Graph-side "
+            "incident than real deletions"
+            if suspicious
+            else f"{result.missing_count} missing ({result.missing_share:.0%})"
+        ),
+        metadata={"missing_share": result.missing_share, "missing_count": result.missing_count},
+    )

@@ -1,0 +1,324 @@
+"""The read-only Microsoft Graph client: one HTTP connection pool, GET only, retries inside.
+
+Read-only by construction: `_request` refuses every method but GET and every host but the
+configured Graph base URL, and an httpx request hook refuses anything else except the token
+POST to the authority (sent by `auth.py`). Safe to share between threads fetching different
+policy types of one tenant.
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from inventory_pipelines.core.errors import (
+    ErrorCode,
+    GraphError,
+    InventoryError,
+    error_code_for_status,
+)
+from inventory_pipelines.core.redaction import project_logger
+from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
+from inventory_pipelines.graph.fetch import PolicyTypeFetch, RetryWait
+from inventory_pipelines.graph.policy_types import PolicyType, get_policy_type
+from inventory_pipelines.graph.responses import (
+    CollectionPage,
+    GraphErrorDetail,
+    InvalidBodyError,
+    parse_collection_page,
+    parse_error_body,
+)
+from inventory_pipelines.graph.retry import (
+    RETRY_AFTER_STATUSES,
+    RETRYABLE_STATUSES,
+    RetryBudget,
+    RetryPolicy,
+    parse_retry_after,
+)
+from inventory_pipelines.graph.settings import GraphSettings
+
+DEFAULT_MAX_PAGES = 10_000
+DEFAULT_MAX_CONNECTIONS = 8
+
+
+def _user_agent() -> str:
+    try:
+        version = metadata.version("inventory_pipelines")
+    except metadata.PackageNotFoundError:
+        version = "0"
+    return f"inventory-pipelines/{version}"
+
+
+USER_AGENT = _user_agent()
+
+
+class ReadOnlyViolationError(InventoryError):
+    """Code tried to send something other than GET to Graph; a bug, never retried."""
+
+    code = ErrorCode.INTERNAL
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why one attempt failed: enough to wait and retry, or to raise (`final`)."""
+
+    code: ErrorCode
+    reason: str
+    status: int | None = None
+    retry_after: float | None = None
+    detail: GraphErrorDetail = field(default_factory=GraphErrorDetail)
+    final: bool = False
+
+
+class GraphClient:
+    """Fetches Intune collections from Graph for many tenants over one `httpx.Client`."""
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        logger: logging.Logger | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = _random.random,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        self.settings = settings
+        self.retry = retry or RetryPolicy()
+        self.max_pages = max_pages
+        self._logger = logger or project_logger(LOGGER_NAME)
+        self._sleep = sleep
+        self._random = random
+        self._graph_origin = httpx.URL(settings.base_url)
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.write_timeout,
+                pool=settings.pool_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+            event_hooks={"request": [self._guard_request]},
+        )
+        self.tokens = TokenProvider(
+            settings, self._http, retry=self.retry, logger=self._logger, sleep=sleep, random=random
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"GraphClient(base_url={self.settings.base_url!r}, "
+            f"authority_url={self.settings.authority_url!r})"
+        )
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def fetch(self, tenant_id: str, policy_type: PolicyType | str) -> PolicyTypeFetch:
+        """Pages of one policy type; nothing is requested until the result is iterated."""
+        check_tenant_id(tenant_id)
+        ptype = get_policy_type(policy_type) if isinstance(policy_type, str) else policy_type
+        url = f"{self.settings.base_url}{ptype.url_path()}"
+        if ptype.max_top is not None:
+            url = f"{url}?$top={ptype.max_top}"
+        return PolicyTypeFetch(tenant_id, ptype, url, self._get_page, max_pages=self.max_pages)
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def _guard_request(self, request: httpx.Request) -> None:
+        """Last line of defence: only GETs, plus the token POST to the authority, leave."""
+        if request.method == "GET":
+            return
+        if request.method == "POST" and is_token_url(self.settings, request.url):
+            return
+        raise ReadOnlyViolationError(
+            f"refusing to send {request.method} to {request.url.copy_with(query=None)}: "
+            f"inventory is read-only"
+        )
+
+    def _request(self, method: str, url: str, *, headers: Mapping[str, str]) -> httpx.Response:
+        """Send one GET to Graph and read its body; anything but GET is refused.
+
+        The host check keeps a bearer token from ever following a next link elsewhere.
+        """
+        if method != "GET":
+            raise ReadOnlyViolationError(
+                f"refusing to send {method!r} to Graph: the client is read-only (GET only)"
+            )
+        target = httpx.URL(url)
+        origin = self._graph_origin
+        if (target.scheme, target.host, target.port) != (origin.scheme, origin.host, origin.port):
+            raise GraphError(
+                f"refusing to follow a link to {target.scheme}://{target.host}: it is not the "
+                f"configured Graph base URL {self.settings.base_url}",
+                code=ErrorCode.INVALID_RESPONSE,
+            )
+        # A connection lost mid-body surfaces here as a TransportError: a network error, retried.
+        return self._http.send(self._http.build_request("GET", target, headers=headers))
+
+    def _get_page(self, url: str, fetch: PolicyTypeFetch, page: int) -> CollectionPage:
+        """GET one page with every retry rule applied; raise GraphError when it is hopeless."""
+        budget = RetryBudget(self.retry, self._random)
+        refreshed = False
+        while True:
+            attempt = budget.start_attempt()
+            token = self.tokens.token(fetch.tenant_id)
+            fetch.stats.requests += 1
+            outcome = self._attempt(url, token, budget)
+            if isinstance(outcome, CollectionPage):
+                return outcome
+            if outcome.status == 401 and not refreshed:
+                refreshed = True
+                self._refresh_token(fetch, token, page=page, attempt=attempt)
+                continue
+            if outcome.final:
+                raise self._error(fetch, outcome, budget)
+            self._wait_or_raise(fetch, budget, outcome, page=page, attempt=attempt)
+
+    def _attempt(self, url: str, token: str, budget: RetryBudget) -> CollectionPage | _Failure:
+        """One GET, classified: a page, or a failure saying whether it may be retried."""
+        try:
+            response = self._request("GET", url, headers={"Authorization": f"Bearer {token}"})
+        except httpx.TimeoutException as exc:
+            return _Failure(ErrorCode.TIMEOUT, type(exc).__name__)
+        except httpx.TransportError as exc:
+            return _Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return parse_collection_page(response.content)
+            except InvalidBodyError as exc:
+                # Malformed or cut-short JSON: retried a few times, it rarely heals by itself.
+                return _Failure(
+                    ErrorCode.INVALID_RESPONSE,
+                    f"invalid body: {exc}",
+                    status=status,
+                    detail=parse_error_body(b"", response.headers),
+                    final=not budget.invalid_body_allowed(),
+                )
+        detail = parse_error_body(response.content, response.headers)
+        code = error_code_for_status(status)
+        if status not in RETRYABLE_STATUSES:
+            return _Failure(code, f"HTTP {status}", status=status, detail=detail, final=True)
+        retry_after = None
+        if status in RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None:
+                retry_after = detail.retry_after
+        return _Failure(
+            code, f"HTTP {status}", status=status, retry_after=retry_after, detail=detail
+        )
+
+    def _refresh_token(
+        self, fetch: PolicyTypeFetch, rejected: str, *, page: int, attempt: int
+    ) -> None:
+        """401: the token was revoked or expired early; drop it so the retry fetches a new one."""
+        self.tokens.invalidate(fetch.tenant_id, rejected)
+        fetch.stats.token_refreshes += 1
+        fetch.stats.retries += 1
+        self._log(
+            f"Graph answered 401 for {fetch.policy_type.key} of tenant {fetch.tenant_id} "
+            f"(page {page}, attempt {attempt}); fetching a fresh token and retrying once",
+            tenant=fetch.tenant_id,
+            policy_type=fetch.policy_type.key,
+            attempt=attempt,
+            seconds=0.0,
+            reason="HTTP 401",
+            status=401,
+        )
+
+    def _wait_or_raise(
+        self,
+        fetch: PolicyTypeFetch,
+        budget: RetryBudget,
+        failure: _Failure,
+        *,
+        page: int,
+        attempt: int,
+    ) -> None:
+        wait = budget.next_wait(failure.retry_after)
+        if wait is None:
+            if failure.retry_after is not None and budget.attempts < budget.policy.max_attempts:
+                failure = replace(
+                    failure,
+                    reason=f"{failure.reason}; Retry-After {failure.retry_after:g}s exceeds the "
+                    f"remaining wait budget of {budget.policy.max_total_wait - budget.waited:.1f}s",
+                )
+            raise self._error(fetch, failure, budget)
+        reason = failure.reason
+        if failure.detail.graph_code:
+            reason += f" {failure.detail.graph_code}"
+        if failure.retry_after is not None:
+            reason += f" (Retry-After {failure.retry_after:g}s)"
+        self._log(
+            f"waiting {wait:.3f}s before retrying {fetch.policy_type.key} of tenant "
+            f"{fetch.tenant_id} (page {page}, attempt {attempt} failed: {reason})",
+            tenant=fetch.tenant_id,
+            policy_type=fetch.policy_type.key,
+            attempt=attempt,
+            seconds=wait,
+            reason=reason,
+            status=failure.status,
+        )
+        fetch.stats.record_wait(
+            RetryWait(
+                page, attempt, wait, self._redact(reason), failure.status, failure.retry_after
+            )
+        )
+        self._sleep(wait)
+        budget.record_wait(wait)
+
+    def _redact(self, text: str) -> str:
+        return self.tokens.redact(text)
+
+    def _log(self, message: str, **fields: Any) -> None:
+        extra = {
+            f"graph_{name}": self._redact(value) if isinstance(value, str) else value
+            for name, value in fields.items()
+        }
+        self._logger.info(self._redact(message), extra=extra)
+
+    def _error(self, fetch: PolicyTypeFetch, failure: _Failure, budget: RetryBudget) -> GraphError:
+        """A GraphError naming what failed, with Graph's code and request id, redacted."""
+        detail = failure.detail
+        message = (
+            f"GET {fetch.policy_type.key} for tenant {fetch.tenant_id} failed: {failure.reason}"
+        )
+        if detail.graph_code:
+            message += f" {detail.graph_code}"
+        if detail.message:
+            message += f": {detail.message}"
+        if budget.attempts > 1:
+            message += f" (gave up after {budget.attempts} attempts, waited {budget.waited:.2f}s)"
+        return GraphError(
+            self._redact(message),
+            code=failure.code,
+            status=failure.status,
+            graph_code=self._redact(detail.graph_code) if detail.graph_code else None,
+            request_id=self._redact(detail.request_id) if detail.request_id else None,
+        )

@@ -1,0 +1,168 @@
+"""Paging through one policy type: pages, per-fetch statistics and the paging guards.
+
+Separated from the HTTP loop in `client.py` so the paging rules (loop guard, page cap,
+de-duplication, items without id) read on their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from inventory_pipelines.core.errors import ErrorCode, GraphError
+from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.graph.responses import CollectionPage
+
+
+@dataclass(frozen=True)
+class RetryWait:
+    """One wait before a retry, kept so callers and tests can see what was honoured."""
+
+    page: int
+    attempt: int
+    seconds: float
+    reason: str
+    status: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass
+class FetchStats:
+    """Counters of one fetch, updated while it streams (valid after an error too)."""
+
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    items: int = 0
+    duplicates_dropped: int = 0
+    invalid_items: int = 0
+    token_refreshes: int = 0
+    throttle_wait_seconds: float = 0.0
+    total_wait_seconds: float = 0.0
+    elapsed: float = 0.0
+    waits: list[RetryWait] = field(default_factory=list)
+
+    def record_wait(self, wait: RetryWait) -> None:
+        self.retries += 1
+        self.total_wait_seconds += wait.seconds
+        if wait.status == 429:
+            self.throttle_wait_seconds += wait.seconds
+        self.waits.append(wait)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a collection: valid, first-seen items plus what was dropped from it."""
+
+    number: int
+    items: list[dict[str, Any]]
+    invalid_items: int = 0
+    duplicates_dropped: int = 0
+
+
+GetPage = Callable[[str, "PolicyTypeFetch", int], CollectionPage]
+"""`(url, fetch, page_number) -> page`; retries and errors are the callee's business."""
+
+
+def _item_id(item: object) -> str | None:
+    if isinstance(item, dict):
+        item_id = item.get("id")
+        if isinstance(item_id, str) and item_id.strip():
+            return item_id
+    return None
+
+
+class PolicyTypeFetch:
+    """An iterable of the pages of one policy type for one tenant; iterate it once.
+
+    Pages are requested lazily, so a huge collection is never held in memory; only the ids
+    seen so far are, to count every item once per fetch even when Graph repeats it.
+    """
+
+    def __init__(
+        self,
+        tenant_id: str,
+        policy_type: PolicyType,
+        first_url: str,
+        get_page: GetPage,
+        *,
+        max_pages: int,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.policy_type = policy_type
+        self.first_url = first_url
+        self.max_pages = max_pages
+        self.stats = FetchStats()
+        self.completed = False
+        self.error: GraphError | None = None
+        self._get_page = get_page
+        self._started = False
+
+    def __repr__(self) -> str:
+        return (
+            f"PolicyTypeFetch(tenant_id={self.tenant_id!r}, policy_type={self.policy_type.key!r}, "
+            f"completed={self.completed!r}, pages={self.stats.pages!r}, items={self.stats.items!r})"
+        )
+
+    def __iter__(self) -> Iterator[Page]:
+        if self._started:
+            raise RuntimeError("a PolicyTypeFetch can be iterated only once; call fetch() again")
+        self._started = True
+        return self._pages()
+
+    def iter_items(self) -> Iterator[dict[str, Any]]:
+        """The items of every page, for callers that do not care about page boundaries."""
+        for page in self:
+            yield from page.items
+
+    def _fail(self, message: str) -> GraphError:
+        return GraphError(
+            f"{message} (policy type {self.policy_type.key}, tenant {self.tenant_id})",
+            code=ErrorCode.INVALID_RESPONSE,
+        )
+
+    def _pages(self) -> Iterator[Page]:
+        started = time.monotonic()
+        seen_links = {self.first_url}
+        seen_ids: set[str] = set()
+        url = self.first_url
+        try:
+            while True:
+                if self.stats.pages >= self.max_pages:
+                    raise self._fail(f"gave up after {self.max_pages} pages (page cap)")
+                body = self._get_page(url, self, self.stats.pages + 1)
+                page = self._page_from(body.value, seen_ids)
+                self.stats.elapsed = time.monotonic() - started
+                yield page
+                if body.next_link is None:
+                    self.completed = True
+                    return
+                if body.next_link in seen_links:
+                    raise self._fail(f"next link repeats after page {page.number} (loop guard)")
+                seen_links.add(body.next_link)
+                url = body.next_link
+        except GraphError as exc:
+            self.error = exc
+            raise
+        finally:
+            self.stats.elapsed = time.monotonic() - started
+
+    def _page_from(self, value: list[Any], seen_ids: set[str]) -> Page:
+        items: list[dict[str, Any]] = []
+        invalid = duplicates = 0
+        for item in value:
+            item_id = _item_id(item)
+            if item_id is None:
+                invalid += 1
+            elif item_id in seen_ids:
+                duplicates += 1
+            else:
+                seen_ids.add(item_id)
+                items.append(item)
+        self.stats.pages += 1
+        self.stats.items += len(items)
+        self.stats.invalid_items += invalid
+        self.stats.duplicates_dropped += duplicates
+        return Page(self.stats.pages, items, invalid, duplicates)

@@ -1,0 +1,138 @@
+"""How long to wait before retrying a Graph request, and when to stop.
+
+Pure functions plus one small per-request budget, so the rules are unit-testable without
+HTTP: `Retry-After` wins when Graph sends it, otherwise exponential backoff with full jitter;
+attempts and total waiting are both bounded.
+"""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+RETRY_AFTER_STATUSES = frozenset({429, 503, 504})
+"""Statuses whose `Retry-After` header is honoured."""
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Statuses retried inside the client (transient by Graph's own guidance)."""
+
+_MAX_EXPONENT = 62  # 2**62 * any sane base delay is far beyond max_delay; avoids overflow
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds for retrying one request: attempts, backoff shape and total time spent waiting."""
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_total_wait: float = 120.0
+    max_invalid_body_retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if self.base_delay < 0 or self.max_delay < 0 or self.max_total_wait < 0:
+            raise ValueError("RetryPolicy delays must not be negative")
+        if self.max_invalid_body_retries < 0:
+            raise ValueError("RetryPolicy.max_invalid_body_retries must not be negative")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` value (delta seconds or HTTP date).
+
+    Returns None when the header is absent or unusable, so the caller falls back to backoff.
+    A date in the past means "retry now" (0).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.tzinfo is None:  # RFC 9110 dates are always GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def full_jitter_delay(
+    policy: RetryPolicy, retry_number: int, random: Callable[[], float] = _random.random
+) -> float:
+    """Uniform in [0, min(max_delay, base_delay * 2**(retry_number-1))] ("full jitter").
+
+    Full jitter spreads concurrent clients apart instead of retrying in lockstep.
+    """
+    exponent = min(max(retry_number - 1, 0), _MAX_EXPONENT)
+    cap = min(policy.max_delay, policy.base_delay * float(2**exponent))
+    return random() * cap
+
+
+def compute_wait(
+    policy: RetryPolicy,
+    *,
+    attempts_made: int,
+    waited: float,
+    retry_after: float | None = None,
+    random: Callable[[], float] = _random.random,
+) -> float | None:
+    """Seconds to wait before the next attempt, or None to give up now.
+
+    `Retry-After` is honoured exactly; one that does not fit the remaining total-wait budget
+    means give up now rather than waiting part of it and retrying too early.
+    """
+    if attempts_made >= policy.max_attempts:
+        return None
+    remaining = policy.max_total_wait - waited
+    if retry_after is not None:
+        return retry_after if retry_after <= remaining else None
+    if remaining <= 0:
+        return None
+    return min(full_jitter_delay(policy, attempts_made, random), remaining)
+
+
+class RetryBudget:
+    """Attempts and waiting of one logical request, shared by every retry path of it."""
+
+    def __init__(self, policy: RetryPolicy, random: Callable[[], float] = _random.random) -> None:
+        self.policy = policy
+        self._random = random
+        self.attempts = 0
+        self.waited = 0.0
+        self.invalid_bodies = 0
+
+    def start_attempt(self) -> int:
+        self.attempts += 1
+        return self.attempts
+
+    def next_wait(self, retry_after: float | None = None) -> float | None:
+        return compute_wait(
+            self.policy,
+            attempts_made=self.attempts,
+            waited=self.waited,
+            retry_after=retry_after,
+            random=self._random,
+        )
+
+    def record_wait(self, seconds: float) -> None:
+        self.waited += seconds
+
+    def invalid_body_allowed(self) -> bool:
+        """Count one invalid body; True while another retry for it is allowed."""
+        self.invalid_bodies += 1
+        return self.invalid_bodies <= self.policy.max_invalid_body_retries

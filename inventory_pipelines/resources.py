@@ -1,0 +1,85 @@
+"""Resources: thin adapters from settings to the core store and the Graph client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import dagster as dg
+from pydantic import PrivateAttr
+from sqlalchemy import Engine
+
+from inventory_pipelines.core.database import create_inventory_engine, database_url_from_env
+from inventory_pipelines.core.store import DEFAULT_LEASE, InventoryStore
+from inventory_pipelines.graph.client import GraphClient
+from inventory_pipelines.graph.retry import RetryPolicy
+from inventory_pipelines.graph.settings import (
+    DEFAULT_AUTHORITY_URL,
+    DEFAULT_BASE_URL,
+    ENV_AUTHORITY_URL,
+    ENV_BASE_URL,
+    GraphSettings,
+)
+from inventory_pipelines.graph.sync import DEFAULT_TYPE_CONCURRENCY, SyncOptions
+
+
+class InventoryDatabase(dg.ConfigurableResource):
+    """The inventory database. Empty `url` means INVENTORY_DATABASE_URL or the local default."""
+
+    url: str = ""
+    lease_seconds: int = int(DEFAULT_LEASE.total_seconds())
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_inventory_engine(self.url or database_url_from_env())
+        return self._engine
+
+    def store(self) -> InventoryStore:
+        return InventoryStore(self.engine(), lease=timedelta(seconds=self.lease_seconds))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+class GraphResource(dg.ConfigurableResource):
+    """Microsoft Graph access. Empty URLs mean GRAPH_BASE_URL / GRAPH_AUTHORITY_URL or the
+    public cloud defaults; credentials come through EnvVar in definitions.py."""
+
+    client_id: str
+    client_secret: str
+    base_url: str = ""
+    authority_url: str = ""
+    type_concurrency: int = DEFAULT_TYPE_CONCURRENCY
+    retry_max_attempts: int = RetryPolicy.max_attempts
+    retry_base_delay: float = RetryPolicy.base_delay
+    retry_max_total_wait: float = RetryPolicy.max_total_wait
+
+    def settings(self) -> GraphSettings:
+        return GraphSettings(
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            base_url=self.base_url or os.environ.get(ENV_BASE_URL, "") or DEFAULT_BASE_URL,
+            authority_url=self.authority_url
+            or os.environ.get(ENV_AUTHORITY_URL, "")
+            or DEFAULT_AUTHORITY_URL,
+        )
+
+    def sync_options(self) -> SyncOptions:
+        return SyncOptions(type_concurrency=self.type_concurrency)
+
+    @contextmanager
+    def client(self) -> Iterator[GraphClient]:
+        """One client (one connection pool) per run."""
+        retry = RetryPolicy(
+            max_attempts=self.retry_max_attempts,
+            base_delay=self.retry_base_delay,
+            max_total_wait=self.retry_max_total_wait,
+        )
+        with GraphClient(self.settings(), retry=retry, max_connections=self.type_concurrency) as c:
+            yield c

@@ -1,0 +1,33 @@
+"""The nightly refresh of every active tenant for every selection."""
+
+import dagster as dg
+
+from inventory_pipelines.jobs import inventory_sync_job
+from inventory_pipelines.partitions import partition_key
+from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines.tenant_requests import plan_nightly_runs
+
+DEFAULT_NIGHTLY_CRON = "0 2 * * *"
+
+
+def build_nightly_schedule(cron: str = DEFAULT_NIGHTLY_CRON) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="nightly_inventory_refresh",
+        job=inventory_sync_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="One sync per active (tenant, selection), every night.",
+    )
+    def nightly_inventory_refresh(
+        context: dg.ScheduleEvaluationContext, inventory_db: InventoryDatabase
+    ) -> list[dg.RunRequest]:
+        scheduled = context.scheduled_execution_time
+        return [
+            dg.RunRequest(
+                run_key=r.run_key, partition_key=partition_key(r.tenant_id, r.selection_name)
+            )
+            for r in plan_nightly_runs(inventory_db.engine(), scheduled)
+        ]
+
+    return nightly_inventory_refresh

@@ -1,0 +1,48 @@
+"""Sensors: new tenants get partitions and first syncs; automation keeps `missing` fresh."""
+
+import dagster as dg
+
+from inventory_pipelines.jobs import inventory_sync_job
+from inventory_pipelines.partitions import partition_key, selection_partitions, tenant_partitions
+from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines.tenant_requests import plan_new_tenant_runs
+
+NEW_TENANT_SENSOR_INTERVAL_SECONDS = 15
+
+
+@dg.sensor(
+    name="new_tenant_sensor",
+    job=inventory_sync_job,
+    minimum_interval_seconds=NEW_TENANT_SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds partitions for new or re-activated tenants and requests their first syncs.",
+)
+def new_tenant_sensor(
+    context: dg.SensorEvaluationContext, inventory_db: InventoryDatabase
+) -> dg.SensorResult:
+    plan = plan_new_tenant_runs(inventory_db.engine(), context.cursor)
+    partition_requests: list[dg.AddDynamicPartitionsRequest] = []
+    if plan.new_tenants:
+        partition_requests.append(tenant_partitions.build_add_request(plan.new_tenants))
+    if plan.new_selections:
+        partition_requests.append(selection_partitions.build_add_request(plan.new_selections))
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=r.run_key,
+                partition_key=partition_key(r.tenant_id, r.selection_name),
+            )
+            for r in plan.requests
+        ],
+        dynamic_partitions_requests=partition_requests,
+        cursor=plan.cursor,
+    )
+
+
+inventory_automation_sensor = dg.AutomationConditionSensorDefinition(
+    name="inventory_automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
+    description="Materializes inventory_missing after every sync of its partition.",
+)
