@@ -28,6 +28,7 @@ from inventory_pipelines.core.errors import (
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
 from inventory_pipelines.graph.fetch import PolicyTypeFetch, RetryWait
+from inventory_pipelines.graph.pacing import RequestPacer
 from inventory_pipelines.graph.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.graph.responses import (
     CollectionPage,
@@ -47,6 +48,8 @@ from inventory_pipelines.graph.settings import GraphSettings
 
 DEFAULT_MAX_PAGES = 10_000
 DEFAULT_MAX_CONNECTIONS = 8
+DEFAULT_IDENTITY_REQUESTS_PER_SECOND = 1.0
+"""Graph's documented limit for conditional access and identity protection, per tenant."""
 
 
 def _user_agent() -> str:
@@ -92,10 +95,12 @@ class GraphClient:
         random: Callable[[], float] = _random.random,
         max_pages: int = DEFAULT_MAX_PAGES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        identity_requests_per_second: float = DEFAULT_IDENTITY_REQUESTS_PER_SECOND,
     ) -> None:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.max_pages = max_pages
+        self._identity_pacer = RequestPacer(identity_requests_per_second, sleep=sleep)
         self._logger = logger or project_logger(LOGGER_NAME)
         self._sleep = sleep
         self._random = random
@@ -188,6 +193,8 @@ class GraphClient:
         while True:
             attempt = budget.start_attempt()
             token = self.tokens.token(fetch.tenant_id)
+            if fetch.policy_type.throttle_class == "identity":
+                fetch.stats.pacing_wait_seconds += self._identity_pacer.wait(fetch.tenant_id)
             fetch.stats.requests += 1
             outcome = self._attempt(url, token, budget)
             if isinstance(outcome, CollectionPage):

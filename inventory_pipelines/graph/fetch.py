@@ -41,6 +41,7 @@ class FetchStats:
     token_refreshes: int = 0
     throttle_wait_seconds: float = 0.0
     total_wait_seconds: float = 0.0
+    pacing_wait_seconds: float = 0.0
     elapsed: float = 0.0
     waits: list[RetryWait] = field(default_factory=list)
 

@@ -51,7 +51,8 @@ def client(sim: SimulatorServer) -> Iterator[GraphClient]:
         base_url=sim.base_url,
         authority_url=sim.base_url,
     )
-    with GraphClient(settings, retry=FAST_RETRY) as graph:
+    # Identity throttling is off in the test simulator; pacing has its own test.
+    with GraphClient(settings, retry=FAST_RETRY, identity_requests_per_second=0) as graph:
         yield graph
 
 

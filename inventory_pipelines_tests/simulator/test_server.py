@@ -97,19 +97,19 @@ def test_serve_runs_in_the_foreground_until_interrupted(tmp_path: Path) -> None:
         "from inventory_pipelines.simulator import serve; "
         f"serve('127.0.0.1', 0, scenario_path={str(scenario)!r})"
     )
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()
-        base_url = banner.split(" on ", 1)[1].split(" ", 1)[0]
-        with SimulatorControl(base_url) as control:
-            assert control.item_count(TENANT_A, "mobile_apps") == 4
-        assert raw_get(base_url + url_of("mobile_apps")).status_code == 401
-    finally:
-        os.kill(process.pid, signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+    ) as process:
+        try:
+            assert process.stdout is not None
+            banner = process.stdout.readline()
+            base_url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+            with SimulatorControl(base_url) as control:
+                assert control.item_count(TENANT_A, "mobile_apps") == 4
+            assert raw_get(base_url + url_of("mobile_apps")).status_code == 401
+        finally:
+            os.kill(process.pid, signal.SIGINT)
+            assert process.wait(timeout=10) == 0

@@ -1,0 +1,40 @@
+"""Spacing requests to Graph's identity endpoints (1 request/s per tenant, 429 without
+Retry-After): waiting a second up front is cheaper than a cascade of blind backoffs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RequestPacer:
+    """Reserves send slots at most `rate` per second per key; thread-safe."""
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_second < 0:
+            raise ValueError("rate_per_second must not be negative (0 disables pacing)")
+        self.interval = 1.0 / rate_per_second if rate_per_second else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next_free: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key: str) -> float:
+        """Block until this key's next slot; returns the seconds waited."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_free.get(key, now))
+            self._next_free[key] = slot + self.interval
+        delay = slot - now
+        if delay > 0:
+            self._sleep(delay)
+        return delay
