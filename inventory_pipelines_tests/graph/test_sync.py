@@ -216,3 +216,20 @@ def test_two_tenants_with_the_same_data_stay_separate(
     assert stored_ids(store.engine, TENANT, "scope_tags") == truth(sim, "scope_tags")
     other_truth = {i["id"] for i in sim.control.items(OTHER_TENANT, "scope_tags")}
     assert stored_ids(store.engine, OTHER_TENANT, "scope_tags") == other_truth
+
+
+def test_a_full_sync_writes_only_inventory_tables(
+    store: InventoryStore, client: GraphClient
+) -> None:
+    from sqlalchemy import inspect
+
+    from inventory_pipelines_tests.core.test_side_effects import table_counts
+
+    tables_before = set(inspect(store.engine).get_table_names())
+    before = table_counts(store.engine)
+    sync_partition(store, client, TENANT, SELECTION)
+    compute_missing(store.engine, TENANT, SELECTION)
+    after = table_counts(store.engine)
+    assert set(inspect(store.engine).get_table_names()) == tables_before
+    changed = {t for t in after if after[t] != before[t]}
+    assert changed == {"inventory_items", "inventory_sync_runs"}  # nothing missing yet
