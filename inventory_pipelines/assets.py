@@ -38,7 +38,7 @@ def inventory_items(
             client,
             tenant_id,
             selection,
-            correlation_id=context.run_id,
+            correlation_id=context.run.run_id,
             options=graph.sync_options(),
         )
     metadata = sync_metadata(summary)
@@ -67,7 +67,7 @@ def sync_metadata(summary: SyncSummary) -> dict[str, Any]:
         "requests": dg.MetadataValue.int(sum(t.requests for t in types)),
         "retries": dg.MetadataValue.int(sum(t.retries for t in types)),
         "throttle_wait_seconds": dg.MetadataValue.float(
-            round(sum(t.throttle_wait_seconds for t in types), 3)
+            round(float(sum(t.throttle_wait_seconds for t in types)), 3)
         ),
         "duration_seconds": dg.MetadataValue.float(round(summary.duration_seconds, 3)),
         "error_codes": dg.MetadataValue.json(summary.error_codes),

@@ -3,11 +3,9 @@
 import dagster as dg
 
 from inventory_pipelines.assets import inventory_items
-from inventory_pipelines.partitions import tenant_selection_partitions
 
 inventory_sync_job = dg.define_asset_job(
     name="inventory_sync_job",
     selection=dg.AssetSelection.assets(inventory_items),
-    partitions_def=tenant_selection_partitions,
     description="Sync one tenant for one selection; missing items follow by automation.",
 )

@@ -20,3 +20,15 @@ def split_partition_key(context: dg.AssetExecutionContext) -> tuple[str, str]:
     """(tenant id, selection name) of the partition being materialized."""
     keys = context.partition_key.keys_by_dimension
     return keys[TENANT_DIMENSION], keys[SELECTION_DIMENSION]
+
+
+def ensure_partitions(
+    instance: dg.DagsterInstance, *, tenants: set[str], selections: set[str]
+) -> None:
+    """Register any tenant or selection partitions the instance does not know yet."""
+    for definition, wanted in ((tenant_partitions, tenants), (selection_partitions, selections)):
+        assert definition.name is not None
+        known = set(instance.get_dynamic_partitions(definition.name))
+        missing = sorted(wanted - known)
+        if missing:
+            instance.add_dynamic_partitions(definition.name, missing)

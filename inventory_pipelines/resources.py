@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from inventory_pipelines.core.database import create_inventory_engine, database_url_from_env
 from inventory_pipelines.core.store import DEFAULT_LEASE, InventoryStore
-from inventory_pipelines.graph.client import GraphClient
+from inventory_pipelines.graph.client import DEFAULT_IDENTITY_REQUESTS_PER_SECOND, GraphClient
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import (
     DEFAULT_AUTHORITY_URL,
@@ -56,6 +56,7 @@ class GraphResource(dg.ConfigurableResource):
     base_url: str = ""
     authority_url: str = ""
     type_concurrency: int = DEFAULT_TYPE_CONCURRENCY
+    identity_requests_per_second: float = DEFAULT_IDENTITY_REQUESTS_PER_SECOND
     retry_max_attempts: int = RetryPolicy.max_attempts
     retry_base_delay: float = RetryPolicy.base_delay
     retry_max_total_wait: float = RetryPolicy.max_total_wait
@@ -81,5 +82,10 @@ class GraphResource(dg.ConfigurableResource):
             base_delay=self.retry_base_delay,
             max_total_wait=self.retry_max_total_wait,
         )
-        with GraphClient(self.settings(), retry=retry, max_connections=self.type_concurrency) as c:
-            yield c
+        with GraphClient(
+            self.settings(),
+            retry=retry,
+            max_connections=self.type_concurrency,
+            identity_requests_per_second=self.identity_requests_per_second,
+        ) as client:
+            yield client

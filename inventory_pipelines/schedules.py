@@ -3,7 +3,7 @@
 import dagster as dg
 
 from inventory_pipelines.jobs import inventory_sync_job
-from inventory_pipelines.partitions import partition_key
+from inventory_pipelines.partitions import ensure_partitions, partition_key
 from inventory_pipelines.resources import InventoryDatabase
 from inventory_pipelines.tenant_requests import plan_nightly_runs
 
@@ -23,11 +23,18 @@ def build_nightly_schedule(cron: str = DEFAULT_NIGHTLY_CRON) -> dg.ScheduleDefin
         context: dg.ScheduleEvaluationContext, inventory_db: InventoryDatabase
     ) -> list[dg.RunRequest]:
         scheduled = context.scheduled_execution_time
+        requests = plan_nightly_runs(inventory_db.engine(), scheduled)
+        # The sensor normally registers partitions first; make sure even when it was off.
+        ensure_partitions(
+            context.instance,
+            tenants={r.tenant_id for r in requests},
+            selections={r.selection_name for r in requests},
+        )
         return [
             dg.RunRequest(
                 run_key=r.run_key, partition_key=partition_key(r.tenant_id, r.selection_name)
             )
-            for r in plan_nightly_runs(inventory_db.engine(), scheduled)
+            for r in requests
         ]
 
     return nightly_inventory_refresh

@@ -1,0 +1,198 @@
+"""`materialize` of both assets for one partition, against the simulator, on both databases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import pytest
+from sqlalchemy import select
+
+from inventory_pipelines.assets import (
+    MISSING_SHARE_CHECK,
+    SYNC_CHECK,
+    inventory_items,
+    inventory_missing,
+)
+from inventory_pipelines.core.schema import sync_runs
+from inventory_pipelines.core.selection import get_selection
+from inventory_pipelines.partitions import partition_key
+from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines.simulator import SimulatorServer
+from inventory_pipelines_tests.dagster.fixtures import TENANT, graph_resource, instance, resources
+
+__all__ = ["instance", "resources"]  # fixtures
+
+SELECTION = "compliance"
+KEY = partition_key(TENANT, SELECTION)
+
+
+def add_partitions(instance: dg.DagsterInstance) -> None:
+    instance.add_dynamic_partitions("tenant", [TENANT])
+    instance.add_dynamic_partitions("selection", [SELECTION])
+
+
+def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]:
+    [event] = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in event.metadata.items()}
+
+
+def truth_count(sim: SimulatorServer) -> int:
+    return sum(sim.control.item_count(TENANT, t) for t in get_selection(SELECTION).policy_types)
+
+
+def test_materialize_sync_then_missing(
+    instance: dg.DagsterInstance, resources: dict[str, object], sim: SimulatorServer
+) -> None:
+    add_partitions(instance)
+    result = dg.materialize(
+        [inventory_items, inventory_missing],
+        partition_key=KEY,
+        instance=instance,
+        resources=resources,
+    )
+    assert result.success
+    sync = metadata_of(result, "inventory_items")
+    assert sync["status"] == "success"
+    assert sync["items_observed"] == sync["items_inserted"] == truth_count(sim)
+    assert sync["selection_hash"] == get_selection(SELECTION).hash
+    assert sync["policy_types_failed"] == 0 and sync["pages"] >= 4
+    database: InventoryDatabase = resources["inventory_db"]  # type: ignore[assignment]
+    run = database.store().get_sync_run(TENANT, int(sync["sync_run_id"]))  # type: ignore[arg-type]
+    assert run["correlation_id"] == result.run_id  # UI run and sync row link both ways
+
+    missing = metadata_of(result, "inventory_missing")
+    assert missing["missing_count"] == 0 and missing["confidence"] == "high"
+    assert missing["baseline_run_id"] == sync["sync_run_id"]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {SYNC_CHECK: True, MISSING_SHARE_CHECK: True}
+
+    # Delete most items of one type: the next sync shows them missing and the guard warns.
+    gone = [i["id"] for i in sim.control.items(TENANT, "compliance_policies")]
+    sim.control.delete_items(TENANT, "compliance_policies", gone)
+    second = dg.materialize(
+        [inventory_items, inventory_missing],
+        partition_key=KEY,
+        instance=instance,
+        resources=resources,
+    )
+    missing = metadata_of(second, "inventory_missing")
+    assert missing["missing_count"] == len(gone) and missing["confidence"] == "high"
+    assert missing["by_reason"] == {"not_observed": len(gone)}
+    guard = {e.check_name: e for e in second.get_asset_check_evaluations()}[MISSING_SHARE_CHECK]
+    expected_suspicious = len(gone) >= 5 and len(gone) / truth_count_before(sync) >= 0.2
+    assert guard.passed is (not expected_suspicious)
+    assert guard.severity == dg.AssetCheckSeverity.WARN
+
+
+def truth_count_before(sync: dict[str, object]) -> int:
+    return int(sync["items_observed"])  # type: ignore[call-overload]
+
+
+def test_partial_sync_warns_and_gives_low_confidence(
+    instance: dg.DagsterInstance, resources: dict[str, object], sim: SimulatorServer
+) -> None:
+    add_partitions(instance)
+    sim.control.set_faults(
+        TENANT, [{"kind": "status", "status": 403, "policy_type": "compliance_scripts"}]
+    )
+    result = dg.materialize(
+        [inventory_items, inventory_missing],
+        partition_key=KEY,
+        instance=instance,
+        resources=resources,
+    )
+    assert result.success
+    assert metadata_of(result, "inventory_items")["status"] == "partial"
+    assert metadata_of(result, "inventory_items")["error_codes"] == ["forbidden"]
+    check = {e.check_name: e for e in result.get_asset_check_evaluations()}[SYNC_CHECK]
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
+    assert metadata_of(result, "inventory_missing")["confidence"] == "low"
+
+
+def test_failed_sync_fails_the_run(
+    instance: dg.DagsterInstance, resources: dict[str, object], sim: SimulatorServer
+) -> None:
+    add_partitions(instance)
+    bad = {**resources, "graph": graph_resource(sim, client_secret="wrong")}
+    result = dg.materialize(
+        [inventory_items],
+        partition_key=KEY,
+        instance=instance,
+        resources=bad,
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("inventory_items")
+    assert failure is not None and "authentication_failed" in str(failure.error)
+    assert "wrong" not in str(failure.error.message if failure.error else "")
+
+
+MATERIALIZE_IN_OWN_PROCESS = """
+import sys, time
+import dagster as dg
+from inventory_pipelines.assets import inventory_items
+from inventory_pipelines.partitions import partition_key
+from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines_tests.dagster.fixtures import TENANT, graph_resource
+database_url, simulator_url, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with dg.instance_for_test() as instance:
+    instance.add_dynamic_partitions("tenant", [TENANT])
+    instance.add_dynamic_partitions("selection", ["compliance"])
+    resources = {"inventory_db": InventoryDatabase(url=database_url),
+                 "graph": graph_resource(simulator_url)}
+    while time.time() < go:
+        time.sleep(0.005)
+    result = dg.materialize([inventory_items], partition_key=partition_key(TENANT, "compliance"),
+                            instance=instance, resources=resources)
+    [event] = result.asset_materializations_for_node("inventory_items")
+    print(event.metadata["status"].value)
+"""
+
+
+def test_two_materializations_outside_the_queue_give_one_sync_and_one_skip(
+    resources: dict[str, object], database_url: str, sim: SimulatorServer
+) -> None:
+    """Two processes materialize the same partition at once, bypassing the run queue."""
+    sim.control.set_faults(TENANT, [{"kind": "latency", "ms": 1500}])
+    go = str(time.time() + 8)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MATERIALIZE_IN_OWN_PROCESS, database_url, sim.base_url, go],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert sorted(out.strip().splitlines()[-1] for out, _ in outputs) == ["skipped", "success"]
+    database: InventoryDatabase = resources["inventory_db"]  # type: ignore[assignment]
+    with database.engine().connect() as conn:
+        rows = conn.execute(select(sync_runs.c.status, sync_runs.c.error_codes)).all()
+    assert sorted(rows) == [("skipped", ["lock_held"]), ("success", [])]
+
+
+@pytest.mark.parametrize("bad_setting", ["client_id", "client_secret"])
+def test_missing_credentials_fail_at_run_start_naming_the_setting(
+    instance: dg.DagsterInstance,
+    resources: dict[str, object],
+    sim: SimulatorServer,
+    bad_setting: str,
+) -> None:
+    add_partitions(instance)
+    bad = {**resources, "graph": graph_resource(sim, **{bad_setting: ""})}
+    result = dg.materialize(
+        [inventory_items],
+        partition_key=KEY,
+        instance=instance,
+        resources=bad,
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("inventory_items")
+    env_name = "GRAPH_CLIENT_ID" if bad_setting == "client_id" else "GRAPH_CLIENT_SECRET"
+    assert failure is not None and env_name in str(failure.error)
