@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from inventory_pipelines.core.bulk_upsert import upsert_postgresql, upsert_sqlite
 from inventory_pipelines.core.errors import ErrorCode, InventoryError
 from inventory_pipelines.core.metadata import display_name_of, whitelist_metadata
 from inventory_pipelines.core.redaction import redact_value
@@ -130,11 +130,6 @@ def final_status(outcomes: Mapping[str, str], item_errors: int = 0) -> str:
     if item_errors or any(o != COMPLETE for o in outcomes.values()):
         return "partial"
     return "success"
-
-
-def _dialect_insert(conn: Connection) -> Any:
-    """The dialect's INSERT construct, which knows ON CONFLICT."""
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 class InventoryStore:
@@ -344,63 +339,21 @@ class InventoryStore:
         *,
         seen_at: datetime,
     ) -> UpsertCounts:
-        """Insert new items and touch known ones in one set-based statement.
+        """Insert new items and touch known ones, set-based, in one transaction.
 
         Unchanged items get only `last_seen_*`; changed ones also their name, metadata and
-        `last_changed_*`. RETURNING tells inserted from updated from unchanged.
+        `last_changed_*`. See `bulk_upsert` for how each dialect does it.
         """
         tenant_id = normalize_tenant_id(tenant_id)
         unique = {item.external_id: item for item in batch}
         if not unique:
             return UpsertCounts()
-        rows = [
-            {
-                "tenant_id": tenant_id,
-                "policy_type": policy_type,
-                "external_id": item.external_id,
-                "display_name": item.display_name,
-                "meta_jsonb": item.meta,
-                "content_hash": item.content_hash,
-                "first_seen_at": seen_at,
-                "first_seen_run_id": run_id,
-                "last_seen_at": seen_at,
-                "last_seen_run_id": run_id,
-                "last_changed_at": seen_at,
-                "last_changed_run_id": run_id,
-            }
-            for item in unique.values()
-        ]
+        upsert = upsert_postgresql if self.engine.dialect.name == "postgresql" else upsert_sqlite
         with self.engine.begin() as conn:
-            insert = _dialect_insert(conn)(items)
-            excluded = insert.excluded
-            changed = items.c.content_hash != excluded.content_hash
-            statement = insert.on_conflict_do_update(
-                index_elements=[items.c.tenant_id, items.c.policy_type, items.c.external_id],
-                set_={
-                    "last_seen_at": excluded.last_seen_at,
-                    "last_seen_run_id": excluded.last_seen_run_id,
-                    "display_name": excluded.display_name,
-                    "meta_jsonb": excluded.meta_jsonb,
-                    "content_hash": excluded.content_hash,
-                    "last_changed_at": case(
-                        (changed, excluded.last_changed_at), else_=items.c.last_changed_at
-                    ),
-                    "last_changed_run_id": case(
-                        (changed, excluded.last_changed_run_id), else_=items.c.last_changed_run_id
-                    ),
-                },
-                where=items.c.tenant_id == tenant_id,
-            ).returning(items.c.first_seen_run_id, items.c.last_changed_run_id)
-            returned = conn.execute(statement, rows).all()
-        counts = UpsertCounts()
-        for first_run, changed_run in returned:
-            if first_run == run_id:
-                counts.inserted += 1
-            elif changed_run == run_id:
-                counts.updated += 1
-            else:
-                counts.unchanged += 1
-        return counts
+            inserted, updated, observed = upsert(
+                conn, tenant_id, policy_type, run_id, seen_at, list(unique.values())
+            )
+        return UpsertCounts(inserted, updated, observed - inserted - updated)
 
     def item_count(self, tenant_id: str, policy_types: Iterable[str] | None = None) -> int:
         query = (
