@@ -13,10 +13,10 @@ content hashes to tell inserted from updated.
 from __future__ import annotations
 
 import io
-import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
@@ -29,31 +29,34 @@ PG_CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     external_id   TEXT NOT NULL,
     display_name  TEXT,
-    meta_jsonb    JSONB NOT NULL,
-    content_hash  TEXT NOT NULL
+    meta_jsonb    JSONB NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 
-PG_COPY_STAGE = (
-    f"COPY {STAGE_TABLE} (external_id, display_name, meta_jsonb, content_hash) FROM STDIN"
-)
+PG_COPY_STAGE = f"COPY {STAGE_TABLE} (external_id, display_name, meta_jsonb) FROM STDIN"
 
+# Writing back an identical name and metadata costs nothing extra in WAL (the update record
+# holds only the bytes that differ), so only last_changed_* need a condition.
 _UPDATE_ON_CONFLICT = """
 ON CONFLICT (tenant_id, policy_type, external_id) DO UPDATE SET
     last_seen_at = excluded.last_seen_at,
     last_seen_run_id = excluded.last_seen_run_id,
     display_name = excluded.display_name,
     meta_jsonb = excluded.meta_jsonb,
-    content_hash = excluded.content_hash,
-    last_changed_at = CASE WHEN i.content_hash = excluded.content_hash
+    last_changed_at = CASE WHEN {unchanged}
                            THEN i.last_changed_at ELSE excluded.last_changed_at END,
-    last_changed_run_id = CASE WHEN i.content_hash = excluded.content_hash
+    last_changed_run_id = CASE WHEN {unchanged}
                                THEN i.last_changed_run_id ELSE excluded.last_changed_run_id END
 WHERE i.tenant_id = excluded.tenant_id
 """
+_PG_UNCHANGED = (
+    "i.display_name IS NOT DISTINCT FROM excluded.display_name "
+    "AND i.meta_jsonb = excluded.meta_jsonb"
+)
+_SQLITE_UNCHANGED = "i.display_name IS excluded.display_name AND i.meta_jsonb = excluded.meta_jsonb"
 
 _ITEM_COLUMNS = """
-    tenant_id, policy_type, external_id, display_name, meta_jsonb, content_hash,
+    tenant_id, policy_type, external_id, display_name, meta_jsonb,
     first_seen_at, first_seen_run_id, last_seen_at, last_seen_run_id,
     last_changed_at, last_changed_run_id
 """
@@ -62,10 +65,9 @@ PG_MERGE_STAGE = f"""
 WITH merged AS (
     INSERT INTO inventory_items AS i ({_ITEM_COLUMNS})
     SELECT %(tenant_id)s, %(policy_type)s, s.external_id, s.display_name, s.meta_jsonb,
-           s.content_hash, %(seen_at)s, %(run_id)s, %(seen_at)s, %(run_id)s,
-           %(seen_at)s, %(run_id)s
+           %(seen_at)s, %(run_id)s, %(seen_at)s, %(run_id)s, %(seen_at)s, %(run_id)s
     FROM {STAGE_TABLE} s
-    {_UPDATE_ON_CONFLICT}
+    {_UPDATE_ON_CONFLICT.format(unchanged=_PG_UNCHANGED)}
     RETURNING i.first_seen_run_id, i.last_changed_run_id
 )
 SELECT count(*) FILTER (WHERE first_seen_run_id = %(run_id)s),
@@ -77,12 +79,12 @@ FROM merged
 
 SQLITE_UPSERT = f"""
 INSERT INTO inventory_items AS i ({_ITEM_COLUMNS})
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-{_UPDATE_ON_CONFLICT}
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+{_UPDATE_ON_CONFLICT.format(unchanged=_SQLITE_UNCHANGED)}
 """
 
 SQLITE_KNOWN_HASHES = """
-SELECT external_id, content_hash, first_seen_run_id FROM inventory_items
+SELECT external_id, display_name, meta_jsonb, first_seen_run_id FROM inventory_items
 WHERE tenant_id = ? AND policy_type = ? AND external_id IN ({placeholders})
 """
 _SQLITE_MAX_IN = 500
@@ -92,12 +94,13 @@ _SQLITE_MAX_IN = 500
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r\x00]").search
+
+
 def _copy_field(value: str | None) -> str:
-    return "\\N" if value is None else value.translate(_COPY_ESCAPES)
-
-
-def _meta_json(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+    if value is None:
+        return "\\N"
+    return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE(value) else value
 
 
 def upsert_postgresql(
@@ -114,7 +117,7 @@ def upsert_postgresql(
     for item in batch:
         write(
             f"{_copy_field(item.external_id)}\t{_copy_field(item.display_name)}\t"
-            f"{_copy_field(_meta_json(item.meta))}\t{item.content_hash}\n"
+            f"{_copy_field(item.meta_json)}\n"
         )
     buffer.seek(0)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -147,15 +150,15 @@ def upsert_sqlite(
     """(inserted, updated, observed) via one lookup and one executemany."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        known: dict[str, tuple[str, int]] = {}
+        known: dict[str, tuple[str | None, str, int]] = {}
         ids = [item.external_id for item in batch]
         for start in range(0, len(ids), _SQLITE_MAX_IN):
             chunk = ids[start : start + _SQLITE_MAX_IN]
             sql = SQLITE_KNOWN_HASHES.format(placeholders=",".join("?" * len(chunk)))
-            for external_id, content_hash, first_run in cursor.execute(
+            for external_id, name, meta_json, first_run in cursor.execute(
                 sql, [tenant_id, policy_type, *chunk]
             ):
-                known[external_id] = (content_hash, first_run)
+                known[external_id] = (name, meta_json, first_run)
         # The text format UtcDateTime stores on SQLite, so comparisons stay correct.
         stamp = seen_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         cursor.executemany(
@@ -166,8 +169,7 @@ def upsert_sqlite(
                     policy_type,
                     item.external_id,
                     item.display_name,
-                    _meta_json(item.meta),
-                    item.content_hash,
+                    item.meta_json,
                     stamp,
                     run_id,
                     stamp,
@@ -184,8 +186,8 @@ def upsert_sqlite(
     inserted = updated = 0
     for item in batch:
         before = known.get(item.external_id)
-        if before is None or before[1] == run_id:
+        if before is None or before[2] == run_id:
             inserted += 1
-        elif before[0] != item.content_hash:
+        elif (before[0], before[1]) != (item.display_name, item.meta_json):
             updated += 1
     return inserted, updated, len(batch)

@@ -17,9 +17,14 @@ Cleaner = Callable[[Any], Any]
 _DROP = object()
 
 
+def _text(value: str, limit: int) -> str:
+    # NUL cannot be stored in PostgreSQL text or JSONB; nothing legitimate carries it.
+    return (value.replace("\x00", "") if "\x00" in value else value)[:limit]
+
+
 def _string(limit: int = MAX_STRING) -> Cleaner:
     def clean(value: Any) -> Any:
-        return value[:limit] if isinstance(value, str) else _DROP
+        return _text(value, limit) if isinstance(value, str) else _DROP
 
     return clean
 
@@ -35,17 +40,17 @@ def _integer(value: Any) -> Any:
 
 def _version(value: Any) -> Any:
     if isinstance(value, str):
-        return value[:64]
+        return _text(value, 64)
     return _integer(value)
 
 
 def _string_list(value: Any) -> Any:
     # Graph sends platforms as a comma-separated string on some types, a list on others.
     if isinstance(value, str):
-        return value[:MAX_STRING]
+        return _text(value, MAX_STRING)
     if not isinstance(value, list):
         return _DROP
-    return [v[:64] for v in value if isinstance(v, str)][:MAX_LIST_ITEMS]
+    return [_text(v, 64) for v in value[:MAX_LIST_ITEMS] if isinstance(v, str)]
 
 
 _TEMPLATE_KEYS = ("templateId", "templateFamily", "templateDisplayName", "templateDisplayVersion")
@@ -54,7 +59,9 @@ _TEMPLATE_KEYS = ("templateId", "templateFamily", "templateDisplayName", "templa
 def _template_reference(value: Any) -> Any:
     if not isinstance(value, Mapping):
         return _DROP
-    kept = {k: value[k][:MAX_STRING] for k in _TEMPLATE_KEYS if isinstance(value.get(k), str)}
+    kept = {
+        k: _text(value[k], MAX_STRING) for k in _TEMPLATE_KEYS if isinstance(value.get(k), str)
+    }
     return kept or _DROP
 
 
@@ -95,5 +102,5 @@ def display_name_of(item: Mapping[str, Any], name_field: str = "displayName") ->
     for field in (name_field, "displayName", "name"):
         value = item.get(field)
         if isinstance(value, str):
-            return value[:MAX_DISPLAY_NAME]
+            return _text(value, MAX_DISPLAY_NAME)
     return None

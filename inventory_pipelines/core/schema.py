@@ -90,7 +90,6 @@ items = Table(
     Column("external_id", Text, nullable=False),
     Column("display_name", Text),
     Column("meta_jsonb", Json, nullable=False),
-    Column("content_hash", Text, nullable=False),
     Column("first_seen_at", UtcDateTime, nullable=False),
     Column("first_seen_run_id", Id, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),

@@ -6,12 +6,11 @@ read or change another tenant's rows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -41,29 +40,32 @@ class RunAbandonedError(InventoryError):
     code = ErrorCode.RUN_ABANDONED
 
 
-@dataclass(frozen=True)
-class ObservedItem:
-    """One Graph object as inventory keeps it: id, name and whitelisted metadata."""
+class ObservedItem(NamedTuple):
+    """One Graph object as inventory keeps it: id, name and whitelisted metadata as canonical
+    JSON (serialized once here; the store compares and loads that text as it is)."""
 
     external_id: str
     display_name: str | None
-    meta: dict[str, Any]
-    content_hash: str
+    meta_json: str
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(json.loads(self.meta_json))
 
     @classmethod
     def build(
         cls, external_id: str, display_name: str | None, meta: dict[str, Any]
     ) -> ObservedItem:
-        digest = hashlib.sha256(
-            json.dumps([display_name, meta], sort_keys=True, ensure_ascii=False).encode()
-        ).hexdigest()
-        return cls(external_id, display_name, meta, digest)
+        return cls(external_id, display_name, _dumps(meta))
 
     @classmethod
     def from_graph(cls, item: Mapping[str, Any], name_field: str = "displayName") -> ObservedItem:
-        return cls.build(
-            str(item["id"]), display_name_of(item, name_field), whitelist_metadata(item)
+        return cls(
+            str(item["id"]), display_name_of(item, name_field), _dumps(whitelist_metadata(item))
         )
+
+
+_dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)

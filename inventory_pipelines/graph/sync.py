@@ -1,9 +1,9 @@
 """One sync of one (tenant, selection): lock, fetch every selected type, upsert, record.
 
 Policy types are fetched concurrently by a small pool (the per-tenant request concurrency);
-each worker upserts its own type's pages as they stream in, so memory stays flat and the
-database keeps pace with Graph. One failing type never stops the others, and the run is
-closed (releasing the lock) on every exit path.
+each worker turns its pages into batches that writer threads upsert while fetching goes on,
+so memory stays flat and the database keeps pace with Graph. One failing type never stops the
+others, and the run is closed (releasing the lock) on every exit path.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ from inventory_pipelines.core.store import (
 )
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.policy_types import get_policy_type
+from inventory_pipelines.graph.writer import BatchWriter
 
 logger = project_logger("inventory_pipelines.sync")
 
 DEFAULT_TYPE_CONCURRENCY = 4
-DEFAULT_BATCH_SIZE = 1000
+DEFAULT_BATCH_SIZE = 2000
+DEFAULT_WRITERS = 2
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class SyncOptions:
 
     type_concurrency: int = DEFAULT_TYPE_CONCURRENCY
     batch_size: int = DEFAULT_BATCH_SIZE
+    writers: int = DEFAULT_WRITERS
     heartbeat_seconds: float = 30.0
 
     def __post_init__(self) -> None:
@@ -51,6 +54,8 @@ class SyncOptions:
             raise InventoryError("type_concurrency must be between 1 and 32")
         if self.batch_size < 1:
             raise InventoryError("batch_size must be at least 1")
+        if not 1 <= self.writers <= 8:
+            raise InventoryError("writers must be between 1 and 8")
 
 
 @dataclass
@@ -172,18 +177,18 @@ def sync_partition(
                 for type_summary in summaries.values():
                     _record_failure(type_summary, auth_error)
             else:
-                worker = _TypeWorker(
-                    store,
-                    client,
-                    tenant_id,
-                    run_id,
-                    started.started_at,
-                    options.batch_size,
-                    heartbeat.abandoned,
+                writer = BatchWriter(
+                    store, tenant_id, run_id, started.started_at, writers=options.writers
                 )
-                with ThreadPoolExecutor(
-                    max_workers=options.type_concurrency, thread_name_prefix="inventory-sync"
-                ) as pool:
+                with (
+                    writer,
+                    ThreadPoolExecutor(
+                        max_workers=options.type_concurrency, thread_name_prefix="inventory-sync"
+                    ) as pool,
+                ):
+                    worker = _TypeWorker(
+                        client, tenant_id, writer, options.batch_size, heartbeat.abandoned
+                    )
                     futures = [pool.submit(worker.run, s) for s in summaries.values()]
                     for future in futures:
                         done = future.result()
@@ -238,23 +243,19 @@ def _record_failure(summary: TypeSummary, error: GraphError) -> None:
 
 
 class _TypeWorker:
-    """Fetches one policy type and upserts its pages in batches as they arrive."""
+    """Fetches one policy type and hands its items to the writer in batches."""
 
     def __init__(
         self,
-        store: InventoryStore,
         client: GraphClient,
         tenant_id: str,
-        run_id: int,
-        seen_at: Any,
+        writer: BatchWriter,
         batch_size: int,
         abandoned: threading.Event,
     ) -> None:
-        self.store = store
         self.client = client
         self.tenant_id = tenant_id
-        self.run_id = run_id
-        self.seen_at = seen_at
+        self.writer = writer
         self.batch_size = batch_size
         self.abandoned = abandoned
 
@@ -265,7 +266,7 @@ class _TypeWorker:
         try:
             for page in fetch:
                 if self.abandoned.is_set():
-                    raise RunAbandonedError(f"sync run {self.run_id} lost its lock")
+                    raise RunAbandonedError(f"sync run {self.writer.run_id} lost its lock")
                 summary.invalid_items += page.invalid_items
                 batch.extend(
                     ObservedItem.from_graph(item, policy_type.name_field) for item in page.items
@@ -300,12 +301,7 @@ class _TypeWorker:
         return summary
 
     def _flush(self, summary: TypeSummary, batch: list[ObservedItem]) -> None:
-        if batch:
-            summary.counts.add(
-                self.store.upsert_items(
-                    self.tenant_id, self.run_id, summary.policy_type, batch, seen_at=self.seen_at
-                )
-            )
+        self.writer.submit(summary, batch)
 
 
 def _run_result(summaries: dict[str, TypeSummary]) -> RunResult:

@@ -41,12 +41,11 @@ CREATE INDEX inventory_sync_runs_by_correlation ON inventory_sync_runs (correlat
 
 CREATE TABLE inventory_items (
     id                   INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id            TEXT NOT NULL REFERENCES tenants (tenant_id),
+    tenant_id            TEXT NOT NULL,
     policy_type          TEXT NOT NULL,
     external_id          TEXT NOT NULL,
     display_name         TEXT,
     meta_jsonb           TEXT NOT NULL DEFAULT '{}',
-    content_hash         TEXT NOT NULL,
     first_seen_at        TEXT NOT NULL,
     first_seen_run_id    INTEGER NOT NULL,
     last_seen_at         TEXT NOT NULL,
