@@ -11,8 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from inventory_pipelines.core import tenants as tenant_registry
+from inventory_pipelines.core.app_role import grant_app_role
 from inventory_pipelines.core.database import (
     DATABASE_URL_SETTING,
+    admin_database_url_from_env,
     create_inventory_engine,
     database_url_from_env,
 )
@@ -67,6 +69,11 @@ def _engine() -> Engine:
     return create_inventory_engine(database_url_from_env())
 
 
+def _admin_engine() -> Engine:
+    """Owner connection for schema and registry changes (INVENTORY_ADMIN_DATABASE_URL)."""
+    return create_inventory_engine(admin_database_url_from_env())
+
+
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
@@ -84,12 +91,20 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations from sql/ (idempotent)."""
-    applied = upgrade(_engine())
+    applied = upgrade(_admin_engine())
     if applied:
         for migration in applied:
             click.echo(f"applied {migration.version:04d}_{migration.name}")
     else:
         click.echo("database schema is up to date")
+
+
+@db.command("grant-app-role")
+@click.argument("role")
+def db_grant_app_role(role: str) -> None:
+    """Grant the application's privileges to ROLE (PostgreSQL; ROLE must not bypass RLS)."""
+    grant_app_role(_admin_engine(), role)
+    click.echo(f"granted application privileges to {role}")
 
 
 @main.group()
@@ -102,7 +117,7 @@ def tenants() -> None:
 @click.option("--name", required=True, help="Display name of the customer tenant.")
 def tenants_add(tenant_id: str, name: str) -> None:
     """Register (or re-activate) a tenant by its Entra tenant id."""
-    tenant, outcome = tenant_registry.add_tenant(_engine(), tenant_id, name)
+    tenant, outcome = tenant_registry.add_tenant(_admin_engine(), tenant_id, name)
     click.echo(f"{outcome} {tenant.tenant_id} {tenant.display_name!r}")
 
 
@@ -124,7 +139,7 @@ def tenants_list(as_json: bool, active_only: bool) -> None:
 @click.argument("tenant_id")
 def tenants_deactivate(tenant_id: str) -> None:
     """Stop syncing a tenant; its inventory stays."""
-    tenant = tenant_registry.deactivate_tenant(_engine(), tenant_id)
+    tenant = tenant_registry.deactivate_tenant(_admin_engine(), tenant_id)
     click.echo(f"deactivated {tenant.tenant_id}")
 
 

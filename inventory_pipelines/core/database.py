@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from inventory_pipelines.core.errors import ConfigurationError
 
 DATABASE_URL_SETTING = "INVENTORY_DATABASE_URL"
+ADMIN_DATABASE_URL_SETTING = "INVENTORY_ADMIN_DATABASE_URL"
 STATE_DIR_SETTING = "INVENTORY_STATE_DIR"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -32,6 +33,11 @@ def database_url_from_env() -> str:
     if url:
         return url
     return f"sqlite:///{local_state_dir() / 'inventory.db'}"
+
+
+def admin_database_url_from_env() -> str:
+    """The owner's URL for migrations and admin commands; defaults to the application's."""
+    return os.environ.get(ADMIN_DATABASE_URL_SETTING, "").strip() or database_url_from_env()
 
 
 def create_inventory_engine(url: str, **kwargs: Any) -> Engine:

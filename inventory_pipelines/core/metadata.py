@@ -59,9 +59,7 @@ _TEMPLATE_KEYS = ("templateId", "templateFamily", "templateDisplayName", "templa
 def _template_reference(value: Any) -> Any:
     if not isinstance(value, Mapping):
         return _DROP
-    kept = {
-        k: _text(value[k], MAX_STRING) for k in _TEMPLATE_KEYS if isinstance(value.get(k), str)
-    }
+    kept = {k: _text(value[k], MAX_STRING) for k in _TEMPLATE_KEYS if isinstance(value.get(k), str)}
     return kept or _DROP
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, case, delete, func, insert, literal, 
 from inventory_pipelines.core.schema import items, missing, sync_runs
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.store import COMPLETE, COMPLETED_STATUSES, utcnow
+from inventory_pipelines.core.tenancy import tenant_transaction
 from inventory_pipelines.core.tenants import normalize_tenant_id
 
 Confidence = Literal["high", "low", "unknown"]
@@ -72,7 +73,7 @@ def compute_missing(
     tenant_id = normalize_tenant_id(tenant_id)
     computed_at = now or utcnow()
     types = list(selection.policy_types)
-    with engine.begin() as conn:
+    with tenant_transaction(engine, tenant_id) as conn:
         conn.execute(
             delete(missing).where(
                 missing.c.tenant_id == tenant_id, missing.c.selection_hash == selection.hash
@@ -164,15 +165,16 @@ def missing_items_for(
     engine: Engine, tenant_id: str, selection_hash: str, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The stored missing rows of one partition, oldest sighting first."""
+    tenant_id = normalize_tenant_id(tenant_id)
     query = (
         select(missing)
         .where(
-            missing.c.tenant_id == normalize_tenant_id(tenant_id),
+            missing.c.tenant_id == tenant_id,
             missing.c.selection_hash == selection_hash,
         )
         .order_by(missing.c.last_seen_at, missing.c.policy_type, missing.c.external_id)
     )
     if limit is not None:
         query = query.limit(limit)
-    with engine.connect() as conn:
+    with tenant_transaction(engine, tenant_id) as conn:
         return [dict(row._mapping) for row in conn.execute(query)]

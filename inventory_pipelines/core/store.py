@@ -21,6 +21,7 @@ from inventory_pipelines.core.metadata import display_name_of, whitelist_metadat
 from inventory_pipelines.core.redaction import redact_value
 from inventory_pipelines.core.schema import items, sync_runs
 from inventory_pipelines.core.selection import Selection
+from inventory_pipelines.core.tenancy import tenant_transaction
 from inventory_pipelines.core.tenants import normalize_tenant_id, require_active_tenant
 
 DEFAULT_LEASE = timedelta(minutes=10)
@@ -158,7 +159,7 @@ class InventoryStore:
         for _ in range(5):
             now = self.clock()
             try:
-                with self.engine.begin() as conn:
+                with tenant_transaction(self.engine, tenant_id) as conn:
                     run_id = conn.execute(
                         sync_runs.insert()
                         .values(
@@ -169,7 +170,7 @@ class InventoryStore:
                 return RunStarted(int(run_id), now, took_over)
             except IntegrityError:
                 pass
-            with self.engine.begin() as conn:
+            with tenant_transaction(self.engine, tenant_id) as conn:
                 holder = conn.execute(
                     select(sync_runs.c.id, sync_runs.c.heartbeat_at).where(
                         sync_runs.c.tenant_id == tenant_id,
@@ -252,11 +253,12 @@ class InventoryStore:
 
     def heartbeat(self, tenant_id: str, run_id: int) -> None:
         """Prove this run is alive; raises RunAbandonedError when it was taken over."""
-        with self.engine.begin() as conn:
+        tenant_id = normalize_tenant_id(tenant_id)
+        with tenant_transaction(self.engine, tenant_id) as conn:
             result = conn.execute(
                 update(sync_runs)
                 .where(
-                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.tenant_id == tenant_id,
                     sync_runs.c.id == run_id,
                     sync_runs.c.status == "running",
                 )
@@ -267,13 +269,14 @@ class InventoryStore:
 
     def finish_sync_run(self, tenant_id: str, run_id: int, result: RunResult) -> str:
         """Close the run with its final status and counts, releasing the lock."""
+        tenant_id = normalize_tenant_id(tenant_id)
         now = self.clock()
         status = result.status
-        with self.engine.begin() as conn:
+        with tenant_transaction(self.engine, tenant_id) as conn:
             updated = conn.execute(
                 update(sync_runs)
                 .where(
-                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.tenant_id == tenant_id,
                     sync_runs.c.id == run_id,
                     sync_runs.c.status == "running",
                 )
@@ -298,12 +301,13 @@ class InventoryStore:
 
     def fail_sync_run(self, tenant_id: str, run_id: int, code: ErrorCode, message: str) -> None:
         """Close a run that crashed; best effort, never raises for a run already closed."""
+        tenant_id = normalize_tenant_id(tenant_id)
         now = self.clock()
-        with self.engine.begin() as conn:
+        with tenant_transaction(self.engine, tenant_id) as conn:
             conn.execute(
                 update(sync_runs)
                 .where(
-                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.tenant_id == tenant_id,
                     sync_runs.c.id == run_id,
                     sync_runs.c.status == "running",
                 )
@@ -319,10 +323,11 @@ class InventoryStore:
             )
 
     def get_sync_run(self, tenant_id: str, run_id: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        tenant_id = normalize_tenant_id(tenant_id)
+        with tenant_transaction(self.engine, tenant_id) as conn:
             row = conn.execute(
                 select(sync_runs).where(
-                    sync_runs.c.tenant_id == normalize_tenant_id(tenant_id),
+                    sync_runs.c.tenant_id == tenant_id,
                     sync_runs.c.id == run_id,
                 )
             ).first()
@@ -351,19 +356,16 @@ class InventoryStore:
         if not unique:
             return UpsertCounts()
         upsert = upsert_postgresql if self.engine.dialect.name == "postgresql" else upsert_sqlite
-        with self.engine.begin() as conn:
+        with tenant_transaction(self.engine, tenant_id) as conn:
             inserted, updated, observed = upsert(
                 conn, tenant_id, policy_type, run_id, seen_at, list(unique.values())
             )
         return UpsertCounts(inserted, updated, observed - inserted - updated)
 
     def item_count(self, tenant_id: str, policy_types: Iterable[str] | None = None) -> int:
-        query = (
-            select(func.count())
-            .select_from(items)
-            .where(items.c.tenant_id == normalize_tenant_id(tenant_id))
-        )
+        tenant_id = normalize_tenant_id(tenant_id)
+        query = select(func.count()).select_from(items).where(items.c.tenant_id == tenant_id)
         if policy_types is not None:
             query = query.where(items.c.policy_type.in_(list(policy_types)))
-        with self.engine.connect() as conn:
+        with tenant_transaction(self.engine, tenant_id) as conn:
             return int(conn.execute(query).scalar_one())

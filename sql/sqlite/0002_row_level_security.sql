@@ -1,0 +1,3 @@
+-- Row-level security exists only on PostgreSQL (see the PostgreSQL twin of this migration).
+-- A SQLite inventory is one local file with one user; tenant scoping there is the code's
+-- WHERE clauses alone. This migration keeps the version numbers of both dialects aligned.
