@@ -67,10 +67,20 @@ GetPage = Callable[[str, "PolicyTypeFetch", int], CollectionPage]
 """`(url, fetch, page_number) -> page`; retries and errors are the callee's business."""
 
 
+MAX_ID_LENGTH = 512
+"""Graph ids are GUIDs or short keys; a longer one is garbage and would not fit an index."""
+
+
 def _item_id(item: object) -> str | None:
+    """The item's id, or None when it cannot identify a row (missing, empty, absurd)."""
     if isinstance(item, dict):
         item_id = item.get("id")
-        if isinstance(item_id, str) and item_id.strip():
+        if (
+            isinstance(item_id, str)
+            and item_id.strip()
+            and len(item_id) <= MAX_ID_LENGTH
+            and "\x00" not in item_id
+        ):
             return item_id
     return None
 

@@ -98,30 +98,30 @@ def test_a_query_without_where_sees_only_its_tenant(
 
 
 def test_writing_another_tenants_row_is_refused(populated: InventoryStore, app: Engine) -> None:
-    with pytest.raises(DBAPIError, match="row-level security"):
-        with tenant_transaction(app, TENANT_A) as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO inventory_items (tenant_id, policy_type, external_id, meta_jsonb,"
-                    " first_seen_at, first_seen_run_id, last_seen_at, last_seen_run_id,"
-                    " last_changed_at, last_changed_run_id)"
-                    " SELECT :b, 'compliance_policies', 'evil', '{}', now(), id, now(), id,"
-                    " now(), id FROM inventory_sync_runs LIMIT 1"
-                ),
-                {"b": TENANT_B},
-            )
+    with (
+        pytest.raises(DBAPIError, match="row-level security"),
+        tenant_transaction(app, TENANT_A) as conn,
+    ):
+        conn.execute(
+            text(
+                "INSERT INTO inventory_items (tenant_id, policy_type, external_id, meta_jsonb,"
+                " first_seen_at, first_seen_run_id, last_seen_at, last_seen_run_id,"
+                " last_changed_at, last_changed_run_id)"
+                " SELECT :b, 'compliance_policies', 'evil', '{}', now(), id, now(), id,"
+                " now(), id FROM inventory_sync_runs LIMIT 1"
+            ),
+            {"b": TENANT_B},
+        )
     assert populated.item_count(TENANT_B) == 2
 
 
 def test_the_app_role_cannot_change_the_registry_or_schema(
     populated: InventoryStore, app: Engine
 ) -> None:
-    with pytest.raises(DBAPIError, match="permission denied"):
-        with app.begin() as conn:
-            conn.execute(text("UPDATE tenants SET active = false"))
-    with pytest.raises(DBAPIError, match="must be owner|permission denied"):
-        with app.begin() as conn:
-            conn.execute(text("ALTER TABLE inventory_items DISABLE ROW LEVEL SECURITY"))
+    with pytest.raises(DBAPIError, match="permission denied"), app.begin() as conn:
+        conn.execute(text("UPDATE tenants SET active = false"))
+    with pytest.raises(DBAPIError, match=r"must be owner|permission denied"), app.begin() as conn:
+        conn.execute(text("ALTER TABLE inventory_items DISABLE ROW LEVEL SECURITY"))
 
 
 def test_grant_refuses_roles_that_bypass_rls(owner: Engine) -> None:

@@ -91,3 +91,69 @@ def test_bad_input_is_one_clear_line(
 def test_unregistered_tenant_is_refused(env: dict[str, str]) -> None:
     result = cli("sync", "--tenant", TENANT, "--selection", "all", env=env)
     assert result.returncode == 2 and "not registered" in result.stderr
+
+
+def stored_state(database_url: str) -> list[tuple[object, ...]]:
+    from sqlalchemy import select
+
+    from inventory_pipelines.core.database import create_inventory_engine
+    from inventory_pipelines.core.schema import items, tenants
+
+    engine = create_inventory_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(items).order_by(items.c.id)).all()
+        rows += conn.execute(select(tenants)).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def test_unreachable_graph_fails_clearly_and_changes_no_inventory(
+    env: dict[str, str], database_url: str
+) -> None:
+    cli("tenants", "add", TENANT, "--name", "Contoso", env=env)
+    assert cli("sync", "--tenant", TENANT, "--selection", "compliance", env=env).returncode == 0
+    before = stored_state(database_url)
+    closed = "http://127.0.0.1:9"  # discard port: nothing listens
+    result = cli(
+        "sync",
+        "--tenant",
+        TENANT,
+        "--selection",
+        "compliance",
+        env={**env, "GRAPH_BASE_URL": closed, "GRAPH_AUTHORITY_URL": closed},
+    )
+    assert result.returncode == 1
+    assert "failed" in result.stdout and "network_error" in result.stdout
+    assert stored_state(database_url) == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tenants", "add", "not-a-guid", "--name", "X"], "not a GUID"),
+        (["tenants", "deactivate", "11111111-2222-4333-8444-555555555555"], "not registered"),
+        (["selection-hash", '{"policy_types": ["compliance_policies", "nope"]}'], "nope"),
+        (["selection-hash", "[]"], "JSON object"),
+        (["missing", "--tenant", "bad", "--selection", "all"], "not a GUID"),
+        (["missing", "--tenant", TENANT, "--selection", "nope"], "unknown selection"),
+    ],
+)
+def test_bad_input_changes_nothing_stored(
+    env: dict[str, str], database_url: str, args: list[str], message: str
+) -> None:
+    from inventory_pipelines.core.database import create_inventory_engine
+    from inventory_pipelines.core.tenants import add_tenant
+
+    add_tenant(create_inventory_engine(database_url), TENANT, "Contoso")
+    before = stored_state(database_url)
+    result = cli(*args, env=env)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stored_state(database_url) == before
+
+
+def test_unreachable_database_is_named(env: dict[str, str]) -> None:
+    bad = {**env, "INVENTORY_DATABASE_URL": "postgresql+psycopg2://nobody:pw@127.0.0.1:9/x"}
+    result = cli("sync", "--tenant", TENANT, "--selection", "compliance", env=bad)
+    assert result.returncode == 2
+    assert "INVENTORY_DATABASE_URL" in result.stderr and "pw" not in result.stderr
