@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from inventory_pipelines.core.bulk_upsert import upsert_postgresql, upsert_sqlite
@@ -135,6 +135,15 @@ def final_status(outcomes: Mapping[str, str], item_errors: int = 0) -> str:
     return "success"
 
 
+def _still_running(tenant_id: str, run_id: int) -> tuple[ColumnElement[bool], ...]:
+    """This tenant's run `run_id`, only while it still holds the lock."""
+    return (
+        sync_runs.c.tenant_id == tenant_id,
+        sync_runs.c.id == run_id,
+        sync_runs.c.status == "running",
+    )
+
+
 class InventoryStore:
     """Sync runs and inventory items of one database; safe to share between threads."""
 
@@ -230,9 +239,7 @@ class InventoryStore:
         result = conn.execute(
             update(sync_runs)
             .where(
-                sync_runs.c.tenant_id == tenant_id,
-                sync_runs.c.id == run_id,
-                sync_runs.c.status == "running",
+                *_still_running(tenant_id, run_id),
                 sync_runs.c.heartbeat_at < now - self.lease,
             )
             .values(
@@ -258,9 +265,7 @@ class InventoryStore:
             result = conn.execute(
                 update(sync_runs)
                 .where(
-                    sync_runs.c.tenant_id == tenant_id,
-                    sync_runs.c.id == run_id,
-                    sync_runs.c.status == "running",
+                    *_still_running(tenant_id, run_id),
                 )
                 .values(heartbeat_at=self.clock())
             )
@@ -276,9 +281,7 @@ class InventoryStore:
             updated = conn.execute(
                 update(sync_runs)
                 .where(
-                    sync_runs.c.tenant_id == tenant_id,
-                    sync_runs.c.id == run_id,
-                    sync_runs.c.status == "running",
+                    *_still_running(tenant_id, run_id),
                 )
                 .values(
                     status=status,
@@ -307,9 +310,7 @@ class InventoryStore:
             conn.execute(
                 update(sync_runs)
                 .where(
-                    sync_runs.c.tenant_id == tenant_id,
-                    sync_runs.c.id == run_id,
-                    sync_runs.c.status == "running",
+                    *_still_running(tenant_id, run_id),
                 )
                 .values(
                     status="failed",
