@@ -156,16 +156,19 @@ class TokenProvider:
                 issued.append(value)
             return value
 
-    def invalidate(self, tenant_id: str, token: str | None = None) -> None:
+    def invalidate(self, tenant_id: str, token: str | None = None) -> bool:
         """Drop the tenant's cached token (only if it is still `token`, when given).
 
         Passing the rejected token keeps one thread's 401 from discarding the fresh token
-        another thread has just fetched.
+        another thread has just fetched. False when the cache holds such another token (the
+        caller's retry uses it instead of a token fetched after its 401), else True.
         """
         with self._lock:
             cached = self._cache.get(tenant_id)
             if cached is not None and (token is None or cached.value == token):
                 del self._cache[tenant_id]
+                return True
+            return cached is None
 
     def _request_token(self, tenant_id: str) -> tuple[str, float]:
         url = token_url(self._settings, tenant_id)

@@ -189,7 +189,7 @@ class GraphClient:
     def _get_page(self, url: str, fetch: PolicyTypeFetch, page: int) -> CollectionPage:
         """GET one page with every retry rule applied; raise GraphError when it is hopeless."""
         budget = RetryBudget(self.retry, self._random)
-        refreshed = False
+        refreshed = tried_newer = False
         while True:
             attempt = budget.start_attempt()
             token = self.tokens.token(fetch.tenant_id)
@@ -200,8 +200,11 @@ class GraphClient:
             if isinstance(outcome, CollectionPage):
                 return outcome
             if outcome.status == 401 and not refreshed:
-                refreshed = True
-                self._refresh_token(fetch, token, page=page, attempt=attempt)
+                # A token another thread fetched meanwhile is tried once without spending the
+                # refresh: the revocation behind this 401 may have invalidated it as well.
+                dropped = self._refresh_token(fetch, token, page=page, attempt=attempt)
+                refreshed = dropped or tried_newer
+                tried_newer = tried_newer or not dropped
                 continue
             if outcome.final:
                 raise self._error(fetch, outcome, budget)
@@ -243,14 +246,19 @@ class GraphClient:
 
     def _refresh_token(
         self, fetch: PolicyTypeFetch, rejected: str, *, page: int, attempt: int
-    ) -> None:
-        """401: the token was revoked or expired early; drop it so the retry fetches a new one."""
-        self.tokens.invalidate(fetch.tenant_id, rejected)
-        fetch.stats.token_refreshes += 1
+    ) -> bool:
+        """401: the token was revoked or expired early; drop it so the retry fetches a new one.
+
+        False when another thread had already replaced it: the retry uses that newer token.
+        """
+        dropped = self.tokens.invalidate(fetch.tenant_id, rejected)
+        if dropped:
+            fetch.stats.token_refreshes += 1
         fetch.stats.retries += 1
+        action = "fetching a fresh token" if dropped else "using the newer token already cached"
         self._log(
             f"Graph answered 401 for {fetch.policy_type.key} of tenant {fetch.tenant_id} "
-            f"(page {page}, attempt {attempt}); fetching a fresh token and retrying once",
+            f"(page {page}, attempt {attempt}); {action} and retrying",
             tenant=fetch.tenant_id,
             policy_type=fetch.policy_type.key,
             attempt=attempt,
@@ -258,6 +266,7 @@ class GraphClient:
             reason="HTTP 401",
             status=401,
         )
+        return dropped
 
     def _wait_or_raise(
         self,
