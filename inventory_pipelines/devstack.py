@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import yaml
 
 from inventory_pipelines.simulator import SIMULATOR_CLIENT_ID, SIMULATOR_CLIENT_SECRET
 
@@ -118,7 +119,7 @@ def _group_members(pgid: int) -> list[int]:
             continue
         # Fields after the parenthesised command: state ppid pgrp ...
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
             members.append(int(entry.name))
     return members
 
@@ -161,11 +162,18 @@ class ServiceProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
 
-    def _wait_group(self, timeout: float) -> bool:
+    def _wait_group(self, timeout: float, *, leader_only: bool = False) -> bool:
+        """Wait until the group (or just its leader) is gone; False after `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 self.popen.wait(timeout=0.1)
+                if leader_only:
+                    return True
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                time.sleep(0.1)
             if not self.members():
                 return True
             if time.monotonic() > deadline:
@@ -174,11 +182,11 @@ class ServiceProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the whole group: graceful first, SIGKILL after `timeout`. Idempotent."""
         if self.interrupt_first and self.alive():
-            # `dagster dev` shuts its webserver, daemon and code server down on SIGINT.
+            # `dagster dev` shuts its webserver, daemon and code server down on SIGINT; run
+            # workers still going are left to the SIGTERM below.
             with contextlib.suppress(ProcessLookupError):
                 self.popen.send_signal(signal.SIGINT)
-            if self._wait_group(timeout):
-                return
+            self._wait_group(timeout, leader_only=True)
         if self.members():
             self._signal_group(signal.SIGTERM)
             if self._wait_group(timeout):
@@ -253,23 +261,24 @@ def prepare_dagster_home(
     path.mkdir(parents=True, exist_ok=True)
     target = path / "dagster.yaml"
     shutil.copyfile(source, target)
-    extra: list[str] = []
+    extra: dict[str, Any] = {}
     if postgres_url is not None:
-        extra += ["storage:", "  postgres:", f'    postgres_url: "{postgres_url}"']
+        extra["storage"] = {"postgres": {"postgres_url": postgres_url}}
     if dequeue_interval_seconds is not None:
         # Compatible with `concurrency: runs:`: how often and how the queue is polled (launches
         # in threads), never the limits.
-        extra += [
-            "run_coordinator:",
-            "  module: dagster._core.run_coordinator",
-            "  class: QueuedRunCoordinator",
-            "  config:",
-            f"    dequeue_interval_seconds: {dequeue_interval_seconds}",
-            "    dequeue_use_threads: true",
-        ]
+        extra["run_coordinator"] = {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "dequeue_interval_seconds": dequeue_interval_seconds,
+                "dequeue_use_threads": True,
+            },
+        }
     if extra:
         with target.open("a", encoding="utf-8") as handle:
-            handle.write("\n# Added by inventory_pipelines.devstack\n" + "\n".join(extra) + "\n")
+            handle.write("\n# Added by inventory_pipelines.devstack\n")
+            handle.write(yaml.safe_dump(extra, sort_keys=False))
     return path
 
 
@@ -282,7 +291,8 @@ def stack_environment(
     client_secret: str = SIMULATOR_CLIENT_SECRET,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The process environment of every service: the project's settings, nothing implicit."""
+    """The environment of every service: this one plus the project's settings (section 9 of
+    the spec) pointing at the local stack."""
     env = dict(os.environ if base is None else base)
     env.update(
         {

@@ -44,5 +44,8 @@ inventory_automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=15,
+    # Plain runs, not backfills: the backfill daemon wakes only every 30 s, which would delay
+    # every missing computation and list each automation tick as a backfill in the UI.
+    emit_backfills=False,
     description="Materializes inventory_missing after every sync of its partition.",
 )

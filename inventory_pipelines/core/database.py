@@ -49,6 +49,9 @@ def create_inventory_engine(url: str, **kwargs: Any) -> Engine:
             f"{DATABASE_URL_SETTING} is not a valid SQLAlchemy URL; expected e.g. "
             "sqlite:////path/inventory.db or postgresql+psycopg2://user@host:5432/db"
         ) from None
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the project ships psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg2")
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise ConfigurationError(
