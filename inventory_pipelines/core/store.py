@@ -358,10 +358,24 @@ class InventoryStore:
             return UpsertCounts()
         upsert = upsert_postgresql if self.engine.dialect.name == "postgresql" else upsert_sqlite
         with tenant_transaction(self.engine, tenant_id) as conn:
+            self._require_lock(conn, tenant_id, run_id)
             inserted, updated, observed = upsert(
                 conn, tenant_id, policy_type, run_id, seen_at, list(unique.values())
             )
         return UpsertCounts(inserted, updated, observed - inserted - updated)
+
+    def _require_lock(self, conn: Connection, tenant_id: str, run_id: int) -> None:
+        """Write only while the run holds its lock. A run taken over while it was frozen or
+        cut off would otherwise write its older `last_seen_*` over the newer run's, making
+        observed items look missing. FOR SHARE (PostgreSQL) makes a takeover wait for this
+        transaction; SQLite's BEGIN IMMEDIATE already serializes the two."""
+        holds = conn.execute(
+            select(sync_runs.c.id)
+            .where(*_still_running(tenant_id, run_id))
+            .with_for_update(read=True)
+        ).first()
+        if holds is None:
+            raise RunAbandonedError(f"sync run {run_id} no longer holds its lock; batch dropped")
 
     def item_count(self, tenant_id: str, policy_types: Iterable[str] | None = None) -> int:
         tenant_id = normalize_tenant_id(tenant_id)
