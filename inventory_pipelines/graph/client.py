@@ -48,6 +48,9 @@ from inventory_pipelines.graph.settings import GraphSettings
 
 DEFAULT_MAX_PAGES = 10_000
 DEFAULT_MAX_CONNECTIONS = 8
+DEFAULT_PAGE_SIZE = 250
+"""`$top` asked for where the endpoint allows it (capped by its own limit): pages this size
+keep a fetch's memory flat however large the tenant, at little cost in requests."""
 DEFAULT_IDENTITY_REQUESTS_PER_SECOND = 1.0
 """Graph's documented limit for conditional access and identity protection, per tenant."""
 
@@ -96,10 +99,12 @@ class GraphClient:
         max_pages: int = DEFAULT_MAX_PAGES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         identity_requests_per_second: float = DEFAULT_IDENTITY_REQUESTS_PER_SECOND,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.max_pages = max_pages
+        self.page_size = page_size
         self._identity_pacer = RequestPacer(identity_requests_per_second, sleep=sleep)
         self._logger = logger or project_logger(LOGGER_NAME)
         self._sleep = sleep
@@ -150,7 +155,7 @@ class GraphClient:
         ptype = get_policy_type(policy_type) if isinstance(policy_type, str) else policy_type
         url = f"{self.settings.base_url}{ptype.url_path()}"
         if ptype.max_top is not None:
-            url = f"{url}?$top={ptype.max_top}"
+            url = f"{url}?$top={min(ptype.max_top, self.page_size)}"
         return PolicyTypeFetch(tenant_id, ptype, url, self._get_page, max_pages=self.max_pages)
 
     # -- HTTP ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ class BatchWriter:
         seen_at: datetime,
         *,
         writers: int = 2,
-        max_pending: int = 8,
+        max_pending: int = 4,
     ) -> None:
         self.store = store
         self.tenant_id = tenant_id

@@ -31,7 +31,7 @@ FAST = RetryPolicy(
     max_attempts=4, base_delay=0.01, max_delay=0.05, max_total_wait=10, max_invalid_body_retries=2
 )
 SIZES = {
-    "device_configurations": 2100,  # $top=999: 3 pages
+    "device_configurations": 600,  # $top=250: 3 pages
     "settings_catalog_policies": 60,  # no $top, 25 per page: 3 pages
     "feature_update_profiles": 450,  # $top=200: 3 pages
     "conditional_access_policies": 250,  # identity class, 100 per page: 3 pages

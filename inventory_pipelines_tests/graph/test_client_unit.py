@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError, ValidationError
-from inventory_pipelines.graph.client import USER_AGENT, ReadOnlyViolationError
+from inventory_pipelines.graph.client import DEFAULT_PAGE_SIZE, USER_AGENT, ReadOnlyViolationError
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines_tests.graph.mock_graph import (
@@ -30,7 +30,8 @@ from inventory_pipelines_tests.graph.mock_graph import (
 )
 
 DC = "/beta/deviceManagement/deviceConfigurations"
-DC_FIRST = f"{DC}?$top=999"
+DEFAULT_TOP = min(get_policy_type("device_configurations").max_top or 0, DEFAULT_PAGE_SIZE)
+DC_FIRST = f"{DC}?$top={DEFAULT_TOP}"
 
 
 def fetch_all(graph: MockGraph, key: str = "device_configurations", **kwargs: object) -> list:
@@ -44,8 +45,8 @@ def fetch_all(graph: MockGraph, key: str = "device_configurations", **kwargs: ob
 def test_follows_next_links_to_the_end_and_sends_top() -> None:
     graph = (
         MockGraph()
-        .on(DC_FIRST, page(items("a", 3), f"{BASE}{DC}?$top=999&$skiptoken=p2"))
-        .on(f"{DC}?$top=999&$skiptoken=p2", page(items("b", 2)))
+        .on(DC_FIRST, page(items("a", 3), f"{BASE}{DC}?$top={DEFAULT_TOP}&$skiptoken=p2"))
+        .on(f"{DC}?$top={DEFAULT_TOP}&$skiptoken=p2", page(items("b", 2)))
     )
     with make_client(graph) as client:
         fetch = client.fetch(TENANT, "device_configurations")
@@ -55,7 +56,10 @@ def test_follows_next_links_to_the_end_and_sends_top() -> None:
     assert fetch.completed and fetch.error is None
     assert (fetch.stats.pages, fetch.stats.requests, fetch.stats.items) == (2, 2, 5)
     sent = [str(r.url) for r in graph.graph_requests()]
-    assert sent == [f"{BASE}{DC}?$top=999", f"{BASE}{DC}?$top=999&$skiptoken=p2"]
+    assert sent == [
+        f"{BASE}{DC}?$top={DEFAULT_TOP}",
+        f"{BASE}{DC}?$top={DEFAULT_TOP}&$skiptoken=p2",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -64,7 +68,7 @@ def test_follows_next_links_to_the_end_and_sends_top() -> None:
         ("settings_catalog_policies", ""),
         ("feature_update_profiles", "$top=200"),
         ("conditional_access_policies", ""),
-        ("mobile_apps", "$top=999"),
+        ("mobile_apps", f"$top={DEFAULT_TOP}"),
     ],
 )
 def test_top_is_sent_only_where_the_registry_allows_it(key: str, expected_query: str) -> None:

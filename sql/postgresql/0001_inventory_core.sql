@@ -39,8 +39,11 @@ CREATE INDEX inventory_sync_runs_by_selection
     ON inventory_sync_runs (tenant_id, selection_hash, started_at);
 CREATE INDEX inventory_sync_runs_by_correlation ON inventory_sync_runs (correlation_id);
 
--- fillfactor leaves room on each page so that re-syncs, which only move last_seen_*
--- (no indexed column), can update rows in place (HOT) instead of rewriting indexes.
+-- An unchanged re-sync updates every row once, moving only last_seen_at/last_seen_run_id
+-- (no indexed column). PostgreSQL then updates in place (HOT) and logs just the changed
+-- bytes, but only if the new row version fits on the same page: fillfactor 45 leaves room
+-- for a second version of every row, so a whole re-sync stays HOT; pruning frees the old
+-- versions on the next pass. The price is a table about twice as large.
 -- tenant_id carries no foreign key: items are written only by a sync run, whose row already
 -- references the tenant, and a per-row check would double the cost of every bulk upsert.
 CREATE TABLE inventory_items (
@@ -57,7 +60,7 @@ CREATE TABLE inventory_items (
     last_changed_at      TIMESTAMPTZ NOT NULL,
     last_changed_run_id  BIGINT NOT NULL,
     CONSTRAINT inventory_items_identity UNIQUE (tenant_id, policy_type, external_id)
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 45);
 -- Per-tenant and per-type reads and the missing query use the identity index's
 -- (tenant_id, policy_type) prefix; last_seen_at is deliberately not indexed (see above).
 
