@@ -55,6 +55,7 @@ def baseline_run(conn: Connection, tenant_id: str, selection_hash: str) -> Any:
             sync_runs.c.had_errors,
             sync_runs.c.started_at,
             sync_runs.c.policy_type_outcomes,
+            sync_runs.c.items_observed,
         )
         .where(
             sync_runs.c.tenant_id == tenant_id,
@@ -79,22 +80,10 @@ def compute_missing(
                 missing.c.tenant_id == tenant_id, missing.c.selection_hash == selection.hash
             )
         )
-        selection_items = conn.execute(
-            select(func.count())
-            .select_from(items)
-            .where(items.c.tenant_id == tenant_id, items.c.policy_type.in_(types))
-        ).scalar_one()
         baseline = baseline_run(conn, tenant_id, selection.hash)
         if baseline is None:
             return MissingResult(
-                tenant_id,
-                selection.hash,
-                "unknown",
-                None,
-                None,
-                0,
-                int(selection_items),
-                computed_at,
+                tenant_id, selection.hash, "unknown", None, None, 0, 0, computed_at
             )
         confidence = confidence_for(baseline.status, baseline.had_errors)
         outcomes = baseline.policy_type_outcomes or {}
@@ -147,14 +136,17 @@ def compute_missing(
     for row_reason, policy_type, count in counts:
         by_reason[row_reason] = by_reason.get(row_reason, 0) + count
         by_type[policy_type] = by_type.get(policy_type, 0) + count
+    missing_count = sum(by_reason.values())
     return MissingResult(
         tenant_id,
         selection.hash,
         confidence,
         int(baseline.id),
         baseline.status,
-        sum(by_reason.values()),
-        int(selection_items),
+        missing_count,
+        # Known items of the selection = what the baseline saw + what it did not: no second
+        # scan of the partition just to size it.
+        int(baseline.items_observed) + missing_count,
         computed_at,
         by_reason,
         by_type,
