@@ -24,5 +24,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 
+## Graph simulator + Dagster UI and daemon on SQLite under .state/demo/ (UI on
+## http://127.0.0.1:3000, or DEMO_PORT); the sensor starts the first syncs; Ctrl-C stops all.
+demo: $(STAMP)
+	$(BIN)/python -m inventory_pipelines.demo
+
+## Benchmarks (not part of `make test`; ~20 min on 2 cores, PostgreSQL at 127.0.0.1:5432 or
+## INVENTORY_BENCH_POSTGRES_URL): writes bench/results.json and prints the Markdown report
+## that docs/performance.md quotes. CI runs the tiny `--smoke` size through pytest.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --sizes 20000,100000 --memory-sizes 10000,100000 \
+		--naive-size 20000 --repeat 3 --out bench/results.json
+
 clean:
 	rm -rf $(VENV) .state
