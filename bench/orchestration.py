@@ -168,9 +168,6 @@ def measure(tenants: int, max_runs: int | None, timeout: float) -> dict[str, Any
         engine = create_inventory_engine(url)
         upgrade(engine)
         ids = _tenant_ids(tenants + 2)
-        for tenant_id in ids:
-            add_tenant(engine, tenant_id, f"Bench {tenant_id[-4:]}")
-        engine.dispose()
         scenario = state / "scenario.toml"
         scenario.write_text(
             "".join(f'[tenants."{t}"]\ndefault_size = 0\n\n' for t in ids), encoding="utf-8"
@@ -184,6 +181,11 @@ def measure(tenants: int, max_runs: int | None, timeout: float) -> dict[str, Any
             identity_rps=0,
         ) as stack:
             _stop_sensors(stack.dagster_url)
+            # Registered only now: a running sensor would request first syncs of every
+            # selection for each of them.
+            for tenant_id in ids:
+                add_tenant(engine, tenant_id, f"Bench {tenant_id[-4:]}")
+            engine.dispose()
             graphql(stack.dagster_url, ADD_PARTITION, {"name": "selection", "key": SELECTION})
             for tenant_id in ids:
                 graphql(stack.dagster_url, ADD_PARTITION, {"name": "tenant", "key": tenant_id})
