@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from inventory_pipelines.core.selection import Selection, validate_payload
 from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.core.tenants import add_tenant
-from inventory_pipelines.graph.client import GraphClient
+from inventory_pipelines.graph.client import DEFAULT_PAGE_SIZE, GraphClient
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.sync import SyncOptions, sync_partition
 from inventory_pipelines.simulator import SimulatorServer
@@ -95,7 +95,9 @@ def client(sim: SimulatorServer) -> Iterator[GraphClient]:
 
 def page_size(policy_type: str) -> int:
     ptype = get_policy_type(policy_type)
-    return page_size_for(ptype, None if ptype.max_top is None else str(ptype.max_top))
+    return page_size_for(
+        ptype, None if ptype.max_top is None else str(min(ptype.max_top, DEFAULT_PAGE_SIZE))
+    )
 
 
 def listings(sim: SimulatorServer) -> dict[str, list[dict[str, Any]]]:
