@@ -1,6 +1,8 @@
 """Benchmarks of the sync, the missing computation and a latency-bound sync (`make bench`).
 
-Modules: `run` (entry point), `stack` (simulator subprocess and databases), `measure` (one
-measured sync in a fresh subprocess), `naive` (the per-item baseline), `missing_scale`,
-`latency`, `report` (Markdown). Results land in `bench/results.json`; see docs/performance.md.
+Modules: `run` (entry point), `stack` (simulator subprocess, databases, statistics), `measure`
+(one measured run in a fresh process), `throughput` (initial sync, fetch floor, re-syncs,
+naive baseline), `naive` (the per-item baseline itself), `missing_scale`, `latency`, `report`
+(Markdown and target verdicts). Results land in `bench/results.json`; docs/performance.md
+quotes them. `orchestration` measures Dagster's overhead separately.
 """
