@@ -306,9 +306,16 @@ class GraphClient:
             reason=reason,
             status=failure.status,
         )
+        budget.retried_failures.append(failure.reason)
         fetch.stats.record_wait(
             RetryWait(
-                page, attempt, wait, self._redact(reason), failure.status, failure.retry_after
+                page,
+                attempt,
+                wait,
+                self._redact(reason),
+                failure.status,
+                failure.retry_after,
+                began=time.monotonic(),
             )
         )
         self._sleep(wait)
@@ -334,7 +341,9 @@ class GraphClient:
             message += f" {detail.graph_code}"
         if detail.message:
             message += f": {detail.message}"
-        if budget.attempts > 1:
+        if failure.final and budget.retried_failures:
+            message += f" ({budget.history()})"
+        elif budget.attempts > 1:
             message += f" (gave up after {budget.attempts} attempts, waited {budget.waited:.2f}s)"
         return GraphError(
             self._redact(message),

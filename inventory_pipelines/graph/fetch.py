@@ -7,7 +7,7 @@ de-duplication, items without id) read on their own.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,29 @@ class RetryWait:
     reason: str
     status: int | None = None
     retry_after: float | None = None
+    began: float = 0.0
+    """`time.monotonic()` when the wait began, so waits of parallel fetches can be merged."""
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.began, self.began + self.seconds
+
+
+def wall_seconds(intervals: Iterable[tuple[float, float]]) -> float:
+    """Length of the union of `(start, end)` intervals: the wall time during which at least
+    one of several parallel waits was going on (their plain sum counts overlaps twice)."""
+    total = 0.0
+    covered_until = float("-inf")
+    for start, end in sorted(intervals):
+        if end <= covered_until:
+            continue
+        total += end - max(start, covered_until)
+        covered_until = end
+    return total
 
 
 @dataclass
@@ -48,7 +71,7 @@ class FetchStats:
     def record_wait(self, wait: RetryWait) -> None:
         self.retries += 1
         self.total_wait_seconds += wait.seconds
-        if wait.status == 429:
+        if wait.throttled:
             self.throttle_wait_seconds += wait.seconds
         self.waits.append(wait)
 

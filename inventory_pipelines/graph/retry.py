@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random as _random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -115,6 +116,8 @@ class RetryBudget:
         self.attempts = 0
         self.waited = 0.0
         self.invalid_bodies = 0
+        self.retried_failures: list[str] = []
+        """Why each retried attempt failed (e.g. "HTTP 429"), to say what really happened."""
 
     def start_attempt(self) -> int:
         self.attempts += 1
@@ -131,6 +134,18 @@ class RetryBudget:
 
     def record_wait(self, seconds: float) -> None:
         self.waited += seconds
+
+    def history(self) -> str:
+        """How the attempts went, for an error message: a final 403 after two 429s must not
+        read as if the 403 itself had been retried."""
+        if not self.retried_failures:
+            return ""
+        counts = Counter(self.retried_failures)
+        causes = ", ".join(f"{reason} ×{n}" for reason, n in counts.items())
+        return (
+            f"attempt {self.attempts}, after {len(self.retried_failures)} retried "
+            f"({causes}), waited {self.waited:.2f}s"
+        )
 
     def invalid_body_allowed(self) -> bool:
         """Count one invalid body; True while another retry for it is allowed."""

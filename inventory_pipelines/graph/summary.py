@@ -19,6 +19,8 @@ def summary_as_dict(summary: SyncSummary) -> dict[str, Any]:
         "items_observed": summary.items_observed,
         "items_inserted": summary.items_inserted,
         "items_updated": summary.items_updated,
+        "throttle_wait_wall_seconds": round(summary.throttle_wait_wall_seconds, 3),
+        "throttle_wait_sum_seconds": round(summary.throttle_wait_sum_seconds, 3),
         "error_codes": summary.error_codes,
         "policy_types": {
             key: {
@@ -51,6 +53,11 @@ def format_summary(summary: SyncSummary) -> str:
         f"  observed {summary.items_observed}, inserted {summary.items_inserted}, "
         f"updated {summary.items_updated}",
     ]
+    if summary.throttle_wait_sum_seconds:
+        lines.append(
+            f"  throttled: held up {summary.throttle_wait_wall_seconds:.1f}s of wall time "
+            f"({summary.throttle_wait_sum_seconds:.1f}s summed over parallel requests)"
+        )
     if summary.error_codes:
         lines.append(f"  error codes: {', '.join(summary.error_codes)}")
     for key, t in sorted(summary.types.items()):

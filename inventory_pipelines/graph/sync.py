@@ -30,6 +30,7 @@ from inventory_pipelines.core.store import (
     UpsertCounts,
 )
 from inventory_pipelines.graph.client import GraphClient
+from inventory_pipelines.graph.fetch import wall_seconds
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.writer import BatchWriter
 
@@ -71,6 +72,7 @@ class TypeSummary:
     retries: int = 0
     throttle_wait_seconds: float = 0.0
     wait_seconds: float = 0.0
+    throttle_intervals: list[tuple[float, float]] = field(default_factory=list)
     error: dict[str, Any] | None = None
 
 
@@ -106,6 +108,17 @@ class SyncSummary:
     @property
     def items_updated(self) -> int:
         return sum(t.counts.updated for t in self.types.values())
+
+    @property
+    def throttle_wait_sum_seconds(self) -> float:
+        """Seconds spent waiting after 429s, summed over the parallel fetch workers."""
+        return float(sum(t.throttle_wait_seconds for t in self.types.values()))
+
+    @property
+    def throttle_wait_wall_seconds(self) -> float:
+        """Wall-clock seconds during which at least one request waited after a 429: how long
+        throttling held the sync up (never more than its duration)."""
+        return wall_seconds(i for t in self.types.values() for i in t.throttle_intervals)
 
 
 class _Heartbeat:
@@ -305,6 +318,7 @@ class _TypeWorker:
             summary.requests = stats.requests
             summary.retries = stats.retries
             summary.throttle_wait_seconds = stats.throttle_wait_seconds
+            summary.throttle_intervals = [w.interval for w in stats.waits if w.throttled]
             summary.wait_seconds = stats.total_wait_seconds
         return summary
 

@@ -112,22 +112,53 @@ def test_partial_sync_warns_and_gives_low_confidence(
     assert metadata_of(result, "inventory_missing")["confidence"] == "low"
 
 
-def test_failed_sync_fails_the_run(
+def test_failed_sync_materializes_fails_the_run_and_missing_shows_the_failed_baseline(
     instance: dg.DagsterInstance, resources: dict[str, object], sim: SimulatorServer
 ) -> None:
     add_partitions(instance)
+    first = dg.materialize(
+        [inventory_items, inventory_missing],
+        partition_key=KEY,
+        instance=instance,
+        resources=resources,
+    )
+    assert metadata_of(first, "inventory_missing")["confidence"] == "high"
+    known = truth_count(sim)
+
+    # Consent revoked / secret expired: the next sync cannot fetch anything.
     bad = {**resources, "graph": graph_resource(sim, client_secret="wrong")}
     result = dg.materialize(
-        [inventory_items],
+        [inventory_items, inventory_missing],
         partition_key=KEY,
         instance=instance,
         resources=bad,
         raise_on_error=False,
     )
-    assert not result.success
+    assert not result.success  # loud: the run fails …
     failure = result.failure_data_for_node("inventory_items")
-    assert failure is not None and "authentication_failed" in str(failure.error)
-    assert "wrong" not in str(failure.error.message if failure.error else "")
+    assert failure is not None and "blocking asset check" in str(failure.error)
+    # … after recording the materialization, so automation can follow it.
+    sync = metadata_of(result, "inventory_items")
+    assert sync["status"] == "failed" and sync["error_codes"] == ["authentication_failed"]
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == SYNC_CHECK and check.passed is False
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.partition == str(KEY)
+    assert "wrong" not in str(result.all_events)
+    # The blocking check kept the downstream asset out of this run.
+    assert result.asset_materializations_for_node("inventory_missing") == []
+
+    follow_up = dg.materialize(
+        [inventory_items, inventory_missing],
+        selection=[inventory_missing],
+        partition_key=KEY,
+        instance=instance,
+        resources=resources,
+    )
+    missing = metadata_of(follow_up, "inventory_missing")
+    assert missing["baseline_status"] == "failed" and missing["confidence"] == "low"
+    assert missing["baseline_run_id"] == sync["sync_run_id"]
+    assert missing["by_reason"] == {"type_not_fetched": known}
 
 
 MATERIALIZE_IN_OWN_PROCESS = """

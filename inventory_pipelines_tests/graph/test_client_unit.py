@@ -562,3 +562,28 @@ def test_the_http_layer_refuses_a_post_to_the_authority_that_is_not_the_token_en
     with make_client(graph) as client, pytest.raises(ReadOnlyViolationError):
         client._http.post(f"https://login.test/{TENANT}/oauth2/v2.0/devicecode")
     assert graph.requests == []
+
+
+def test_final_error_after_throttled_attempts_says_what_happened() -> None:
+    """A 403 after two 429s is one 403 answer, not a retried 403."""
+    sleep = SleepRecorder()
+    graph = MockGraph().on(
+        DC,
+        graph_error(429, "TooManyRequests", "slow", headers={"Retry-After": "1"}),
+        graph_error(429, "TooManyRequests", "slow", headers={"Retry-After": "2"}),
+        graph_error(403, "Forbidden", "Insufficient privileges"),
+    )
+    with pytest.raises(GraphError) as info:
+        fetch_all(graph, sleep=sleep)
+    message = str(info.value)
+    assert info.value.code == ErrorCode.FORBIDDEN
+    assert "HTTP 403" in message
+    assert "attempt 3, after 2 retried (HTTP 429 ×2), waited 3.00s" in message
+    assert "gave up" not in message
+
+
+def test_exhausted_retries_say_they_gave_up() -> None:
+    graph = MockGraph().on(DC, *[graph_error(503, "Busy", "later")] * 3)
+    with pytest.raises(GraphError) as info:
+        fetch_all(graph, sleep=SleepRecorder(), retry=RetryPolicy(max_attempts=3))
+    assert "gave up after 3 attempts" in str(info.value)
