@@ -6,17 +6,22 @@ the inserted/updated counts; rows are never sent one by one. Unchanged items onl
 `last_seen_at`/`last_seen_run_id`, which sit side by side so PostgreSQL logs an in-place (HOT)
 update as just those bytes.
 
+Runs of different selections of one tenant may overlap, so a run that started earlier can
+write later. `last_seen_*` therefore only move forward: a row whose last sighting is newer
+than this batch's is left as it is (its name and metadata are the newer view too).
+Otherwise the later run's items would fall below its own start and look missing to it.
+
 SQLite: one `executemany` of the same upsert, preceded by one lookup of the batch's known
-content hashes to tell inserted from updated.
+rows to tell inserted from updated from skipped.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from inventory_pipelines.core.store import ObservedItem
 
 STAGE_TABLE = "inventory_items_stage"
+# How SQLAlchemy's DateTime (and so UtcDateTime) stores timestamps as text on SQLite.
+SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 PG_CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
@@ -36,7 +43,9 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
 PG_COPY_STAGE = f"COPY {STAGE_TABLE} (external_id, display_name, meta_jsonb) FROM STDIN"
 
 # Writing back an identical name and metadata costs nothing extra in WAL (the update record
-# holds only the bytes that differ), so only last_changed_* need a condition.
+# holds only the bytes that differ), so only last_changed_* need a condition. The WHERE skips
+# a row already seen by a newer sighting ((time, run id), so ties have one order too): no
+# row version, no WAL, and the row drops out of RETURNING.
 _UPDATE_ON_CONFLICT = """
 ON CONFLICT (tenant_id, policy_type, external_id) DO UPDATE SET
     last_seen_at = excluded.last_seen_at,
@@ -48,6 +57,7 @@ ON CONFLICT (tenant_id, policy_type, external_id) DO UPDATE SET
     last_changed_run_id = CASE WHEN {unchanged}
                                THEN i.last_changed_run_id ELSE excluded.last_changed_run_id END
 WHERE i.tenant_id = excluded.tenant_id
+  AND (i.last_seen_at, i.last_seen_run_id) <= (excluded.last_seen_at, excluded.last_seen_run_id)
 """
 _PG_UNCHANGED = (
     "i.display_name IS NOT DISTINCT FROM excluded.display_name "
@@ -72,8 +82,7 @@ WITH merged AS (
 )
 SELECT count(*) FILTER (WHERE first_seen_run_id = %(run_id)s),
        count(*) FILTER (WHERE first_seen_run_id <> %(run_id)s
-                          AND last_changed_run_id = %(run_id)s),
-       count(*)
+                          AND last_changed_run_id = %(run_id)s)
 FROM merged
 """
 
@@ -83,8 +92,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 {_UPDATE_ON_CONFLICT.format(unchanged=_SQLITE_UNCHANGED)}
 """
 
-SQLITE_KNOWN_HASHES = """
-SELECT external_id, display_name, meta_jsonb, first_seen_run_id FROM inventory_items
+SQLITE_KNOWN_ROWS = """
+SELECT external_id, display_name, meta_jsonb, first_seen_run_id, last_seen_at, last_seen_run_id
+FROM inventory_items
 WHERE tenant_id = ? AND policy_type = ? AND external_id IN ({placeholders})
 """
 _SQLITE_MAX_IN = 500
@@ -111,7 +121,10 @@ def upsert_postgresql(
     seen_at: datetime,
     batch: Sequence[ObservedItem],
 ) -> tuple[int, int, int]:
-    """(inserted, updated, observed) after COPY + merge, inside the caller's transaction."""
+    """(inserted, updated, observed) after COPY + merge, inside the caller's transaction.
+
+    Rows skipped for a newer sighting are not in RETURNING, so `observed` is the batch size.
+    """
     buffer = io.StringIO()
     write = buffer.write
     for item in batch:
@@ -133,10 +146,53 @@ def upsert_postgresql(
                 "seen_at": seen_at,
             },
         )
-        inserted, updated, observed = cursor.fetchone()
+        inserted, updated = cursor.fetchone()
     finally:
         cursor.close()
-    return int(inserted), int(updated), int(observed)
+    return int(inserted), int(updated), len(batch)
+
+
+class _KnownRow(NamedTuple):
+    """A stored row as the SQLite lookup reads it (timestamps in their stored text form)."""
+
+    display_name: str | None
+    meta_json: str
+    first_seen_run_id: int
+    last_seen_at: str
+    last_seen_run_id: int
+
+
+def _sqlite_known_rows(
+    cursor: Any, tenant_id: str, policy_type: str, batch: Sequence[ObservedItem]
+) -> dict[str, _KnownRow]:
+    """The batch's already stored rows, looked up in chunks below SQLite's variable limit."""
+    known: dict[str, _KnownRow] = {}
+    ids = [item.external_id for item in batch]
+    for start in range(0, len(ids), _SQLITE_MAX_IN):
+        chunk = ids[start : start + _SQLITE_MAX_IN]
+        sql = SQLITE_KNOWN_ROWS.format(placeholders=",".join("?" * len(chunk)))
+        for external_id, *row in cursor.execute(sql, [tenant_id, policy_type, *chunk]):
+            known[external_id] = _KnownRow(*row)
+    return known
+
+
+def _sqlite_counts(
+    batch: Sequence[ObservedItem], known: Mapping[str, _KnownRow], stamp: str, run_id: int
+) -> tuple[int, int]:
+    """(inserted, updated) by the same rules as PostgreSQL's RETURNING: a row skipped for a
+    newer sighting is unchanged, one first seen by this run is inserted."""
+    inserted = updated = 0
+    for item in batch:
+        before = known.get(item.external_id)
+        if before is None:
+            inserted += 1
+        elif (before.last_seen_at, before.last_seen_run_id) > (stamp, run_id):
+            continue
+        elif before.first_seen_run_id == run_id:
+            inserted += 1
+        elif (before.display_name, before.meta_json) != (item.display_name, item.meta_json):
+            updated += 1
+    return inserted, updated
 
 
 def upsert_sqlite(
@@ -148,19 +204,11 @@ def upsert_sqlite(
     batch: Sequence[ObservedItem],
 ) -> tuple[int, int, int]:
     """(inserted, updated, observed) via one lookup and one executemany."""
+    # The text format UtcDateTime stores on SQLite, so comparisons stay correct.
+    stamp = seen_at.astimezone(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        known: dict[str, tuple[str | None, str, int]] = {}
-        ids = [item.external_id for item in batch]
-        for start in range(0, len(ids), _SQLITE_MAX_IN):
-            chunk = ids[start : start + _SQLITE_MAX_IN]
-            sql = SQLITE_KNOWN_HASHES.format(placeholders=",".join("?" * len(chunk)))
-            for external_id, name, meta_json, first_run in cursor.execute(
-                sql, [tenant_id, policy_type, *chunk]
-            ):
-                known[external_id] = (name, meta_json, first_run)
-        # The text format UtcDateTime stores on SQLite, so comparisons stay correct.
-        stamp = seen_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        known = _sqlite_known_rows(cursor, tenant_id, policy_type, batch)
         cursor.executemany(
             SQLITE_UPSERT,
             [
@@ -182,12 +230,5 @@ def upsert_sqlite(
         )
     finally:
         cursor.close()
-    # Same rule as PostgreSQL: an item first seen by this run counts as inserted.
-    inserted = updated = 0
-    for item in batch:
-        before = known.get(item.external_id)
-        if before is None or before[2] == run_id:
-            inserted += 1
-        elif (before[0], before[1]) != (item.display_name, item.meta_json):
-            updated += 1
+    inserted, updated = _sqlite_counts(batch, known, stamp, run_id)
     return inserted, updated, len(batch)

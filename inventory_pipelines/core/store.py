@@ -15,7 +15,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inventory_pipelines.core.bulk_upsert import upsert_postgresql, upsert_sqlite
+from inventory_pipelines.core.bulk_upsert import (
+    SQLITE_TIMESTAMP_FORMAT,
+    upsert_postgresql,
+    upsert_sqlite,
+)
 from inventory_pipelines.core.errors import ErrorCode, InventoryError
 from inventory_pipelines.core.metadata import display_name_of, whitelist_metadata
 from inventory_pipelines.core.redaction import redact_value
@@ -33,6 +37,19 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def database_now(conn: Connection) -> datetime:
+    """The database server's time: the one clock every worker and host agrees on, so run
+    start times order runs correctly whichever machine started them."""
+    if conn.dialect.name == "postgresql":
+        # clock_timestamp(), not now(): the time of this call, not of the transaction's start.
+        server_time: datetime = conn.execute(select(func.clock_timestamp())).scalar_one()
+        return server_time.astimezone(UTC)
+    # SQLite has no server: the one host that opens the file is the clock (millisecond
+    # precision), parsed so it is stored in the same text format as every other timestamp.
+    stamp = conn.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+    return datetime.strptime(stamp, SQLITE_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
 
 class RunAbandonedError(InventoryError):
@@ -145,12 +162,22 @@ def _still_running(tenant_id: str, run_id: int) -> tuple[ColumnElement[bool], ..
 
 
 class InventoryStore:
-    """Sync runs and inventory items of one database; safe to share between threads."""
+    """Sync runs and inventory items of one database; safe to share between threads.
 
-    def __init__(self, engine: Engine, *, lease: timedelta = DEFAULT_LEASE, clock: Clock = utcnow):
+    Run times (start, heartbeat, finish, lease staleness) come from the database's clock
+    unless a `clock` is injected (tests).
+    """
+
+    def __init__(
+        self, engine: Engine, *, lease: timedelta = DEFAULT_LEASE, clock: Clock | None = None
+    ):
         self.engine = engine
         self.lease = lease
         self.clock = clock
+
+    def _now(self, conn: Connection) -> datetime:
+        """The injected clock's time, else the database's, read inside `conn`'s transaction."""
+        return self.clock() if self.clock is not None else database_now(conn)
 
     # -- runs and the lock -------------------------------------------------------------
 
@@ -166,20 +193,22 @@ class InventoryStore:
         require_active_tenant(self.engine, tenant_id)
         took_over: int | None = None
         for _ in range(5):
-            now = self.clock()
             try:
                 with tenant_transaction(self.engine, tenant_id) as conn:
-                    run_id = conn.execute(
+                    now = self._now(conn)
+                    run = conn.execute(
                         sync_runs.insert()
                         .values(
                             **self._run_row(tenant_id, selection, correlation_id, now, "running")
                         )
-                        .returning(sync_runs.c.id)
-                    ).scalar_one()
-                return RunStarted(int(run_id), now, took_over)
+                        .returning(sync_runs.c.id, sync_runs.c.started_at)
+                    ).one()
+                # The stored start, exactly: the sync stamps its items with it.
+                return RunStarted(int(run.id), run.started_at, took_over)
             except IntegrityError:
                 pass
             with tenant_transaction(self.engine, tenant_id) as conn:
+                now = self._now(conn)
                 holder = conn.execute(
                     select(sync_runs.c.id, sync_runs.c.heartbeat_at).where(
                         sync_runs.c.tenant_id == tenant_id,
@@ -267,7 +296,7 @@ class InventoryStore:
                 .where(
                     *_still_running(tenant_id, run_id),
                 )
-                .values(heartbeat_at=self.clock())
+                .values(heartbeat_at=self._now(conn))
             )
         if result.rowcount == 0:
             raise RunAbandonedError(f"sync run {run_id} no longer holds its lock")
@@ -275,9 +304,9 @@ class InventoryStore:
     def finish_sync_run(self, tenant_id: str, run_id: int, result: RunResult) -> str:
         """Close the run with its final status and counts, releasing the lock."""
         tenant_id = normalize_tenant_id(tenant_id)
-        now = self.clock()
         status = result.status
         with tenant_transaction(self.engine, tenant_id) as conn:
+            now = self._now(conn)
             updated = conn.execute(
                 update(sync_runs)
                 .where(
@@ -305,8 +334,8 @@ class InventoryStore:
     def fail_sync_run(self, tenant_id: str, run_id: int, code: ErrorCode, message: str) -> None:
         """Close a run that crashed; best effort, never raises for a run already closed."""
         tenant_id = normalize_tenant_id(tenant_id)
-        now = self.clock()
         with tenant_transaction(self.engine, tenant_id) as conn:
+            now = self._now(conn)
             conn.execute(
                 update(sync_runs)
                 .where(
@@ -350,7 +379,8 @@ class InventoryStore:
         """Insert new items and touch known ones, set-based, in one transaction.
 
         Unchanged items get only `last_seen_*`; changed ones also their name, metadata and
-        `last_changed_*`. See `bulk_upsert` for how each dialect does it.
+        `last_changed_*`. An item a newer run already saw keeps that run's view (runs of other
+        selections overlap). See `bulk_upsert` for how each dialect does it.
         """
         tenant_id = normalize_tenant_id(tenant_id)
         unique = {item.external_id: item for item in batch}
