@@ -1,9 +1,14 @@
-"""`make demo`: the Graph simulator with a few demo tenants, Dagster UI and daemon on SQLite.
+"""`make demo`: the Graph simulator with four demo tenants, Dagster UI and daemon on SQLite.
 
-Starts from a clean `.state/demo/` every time: migrates the inventory database, starts the
+Starts from a clean state directory every time: migrates the inventory database, starts the
 simulator, registers the tenants with `inventory-pipelines tenants add` and starts Dagster,
-whose sensor then requests the first syncs by itself. Ctrl-C stops everything it started.
-Settings: DEMO_PORT (UI port, default 3000), DEMO_SIMULATOR_PORT (default: any free port).
+whose sensor then requests the first syncs by itself. The demo story
+(`inventory_pipelines.demo_story`) changes tenants between their first and later syncs, and the
+refresh schedule runs every 2 minutes instead of nightly, so missing items, throttling and
+failures show within minutes. Ctrl-C or SIGTERM (to the process or its group) stops everything.
+
+Settings: DEMO_PORT (UI port, default 3000), DEMO_SIMULATOR_PORT (default: any free port),
+DEMO_STATE_DIR (default `.state/demo/` in the repository; emptied at every start).
 """
 
 from __future__ import annotations
@@ -14,11 +19,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy import Engine, create_engine
+
+from inventory_pipelines.core.selection import load_selections
+from inventory_pipelines.demo_story import DEMO_TENANTS, DemoStory
 from inventory_pipelines.devstack import (
     HOST,
     REPO_ROOT,
@@ -27,20 +38,42 @@ from inventory_pipelines.devstack import (
     free_port,
     port_is_free,
 )
+from inventory_pipelines.simulator.control import SimulatorControl
 from inventory_pipelines.simulator.scenario import load_scenario
 
-STATE_DIR = REPO_ROOT / ".state" / "demo"
+DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "demo"
+STATE_ENTRIES = frozenset(
+    {"inventory.db", "inventory.db-wal", "inventory.db-shm", "dagster_home", "logs"}
+)
 SCENARIO = Path(__file__).with_name("demo_scenario.toml")
 DEFAULT_UI_PORT = 3000
-DEMO_TENANTS = {
-    "dec00001-0000-4000-8000-000000000001": "Contoso (large, ~2,000 items)",
-    "dec00002-0000-4000-8000-000000000002": "Fabrikam (throttled)",
-    "dec00003-0000-4000-8000-000000000003": "Northwind (conditional access forbidden)",
-}
+REFRESH_CRON = "*/2 * * * *"
+"""The demo's `nightly_inventory_refresh`: every 2 minutes, so later syncs follow by themselves."""
 
 
 class DemoError(RuntimeError):
     """The demo cannot start; the message says what to change."""
+
+
+class _StopRequested:
+    """Signal handler: the first SIGINT/SIGTERM raises KeyboardInterrupt, later ones are
+    ignored. Ctrl-C and `kill -TERM -<pgid>` both signal the whole group, and `make` forwards
+    a SIGTERM of its own, so a second signal must not cut the shutdown short."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+
+_STOP = _StopRequested()
 
 
 def _port_setting(name: str, default: int) -> int:
@@ -50,6 +83,35 @@ def _port_setting(name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise DemoError(f"{name}={raw!r} is not a TCP port; set e.g. {name}=3001")
     return int(raw)
+
+
+def _state_dir() -> Path:
+    raw = os.environ.get("DEMO_STATE_DIR", "").strip()
+    return Path(raw).resolve() if raw else DEFAULT_STATE_DIR
+
+
+def _reset_state_dir(path: Path) -> None:
+    """Empty the demo's state directory, refusing one that holds anything the demo did not
+    create (DEMO_STATE_DIR pointing at the wrong place must not delete someone's files)."""
+    if path.exists():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in STATE_ENTRIES)
+        if foreign:
+            raise DemoError(
+                f"{path} holds files the demo did not create ({', '.join(foreign[:3])}); "
+                "set DEMO_STATE_DIR to an empty or former demo directory"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def _shown(path: Path) -> str:
+    """A path as the user can type it from the repository root."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _read_only_engine(database: Path) -> Engine:
+    """The story only reads; a read-only connection can never take the write lock."""
+    return create_engine(f"sqlite:///{database.as_uri()}?mode=ro&uri=true")
 
 
 def _cli(args: Sequence[str], env: Mapping[str, str]) -> None:
@@ -70,14 +132,10 @@ def _cli(args: Sequence[str], env: Mapping[str, str]) -> None:
         raise DemoError(f"`inventory-pipelines {shlex.join(args)}` failed")
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def _check_scenario() -> None:
     configured = set(load_scenario(SCENARIO).get("tenants") or {}) - {"*"}
-    if configured != set(DEMO_TENANTS):
-        raise DemoError(f"{SCENARIO.name} and DEMO_TENANTS in demo.py name different tenants")
+    if configured != {tenant.tenant_id for tenant in DEMO_TENANTS}:
+        raise DemoError(f"{SCENARIO.name} and DEMO_TENANTS in demo_story.py name different tenants")
 
 
 def run_demo() -> None:
@@ -88,11 +146,13 @@ def run_demo() -> None:
             raise DemoError(f"port {port} on {HOST} is in use; set {name} to a free port")
     _check_scenario()
 
-    shutil.rmtree(STATE_DIR, ignore_errors=True)
-    STATE_DIR.mkdir(parents=True)
-    database = STATE_DIR / "inventory.db"
+    state_dir = _state_dir()
+    _reset_state_dir(state_dir)
+    database = state_dir / "inventory.db"
+    # Read by definitions.py when the code location loads; the demo's processes only.
+    os.environ["INVENTORY_NIGHTLY_CRON"] = REFRESH_CRON
     stack = DevStack(
-        state_dir=STATE_DIR,
+        state_dir=state_dir,
         database_url=f"sqlite:///{database}",
         scenario=SCENARIO,
         dagster_port=ui_port,
@@ -100,46 +160,85 @@ def run_demo() -> None:
         start_timeout=180.0,
     )
     env = stack.environment()
+    stop_story = threading.Event()
+    story_thread: threading.Thread | None = None
     try:
         _cli(["db", "upgrade"], env)
         print(f"starting the Graph simulator on {stack.simulator_url} …", flush=True)
         stack.start_simulator()
-        for tenant_id, name in DEMO_TENANTS.items():
-            _cli(["tenants", "add", tenant_id, "--name", name], env)
+        for tenant in DEMO_TENANTS:
+            _cli(
+                ["tenants", "add", tenant.tenant_id, "--name", tenant.name, "--key", tenant.key],
+                env,
+            )
         print("starting Dagster (webserver, daemon, code server) …", flush=True)
         stack.start_dagster()
         _announce(stack, database)
+        story_thread = threading.Thread(
+            target=_tell_story,
+            args=(database, stack.simulator_url, stop_story),
+            name="demo-story",
+            daemon=True,
+        )
+        story_thread.start()
         while True:
             stack.check_alive()
             time.sleep(1.0)
     finally:
-        # A second Ctrl-C must not cut the shutdown short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _STOP.stopping = True  # however we got here, a signal must not cut the shutdown short
         print("\nstopping Dagster and the simulator …", flush=True)
+        stop_story.set()
+        if story_thread is not None:
+            story_thread.join(timeout=10.0)
         stack.stop()
-        print("stopped; state kept in .state/demo/ until the next `make demo`", flush=True)
+        print(f"stopped; state kept in {_shown(state_dir)}/ until the next `make demo`", flush=True)
+
+
+def _tell_story(database: Path, simulator_url: str, stop: threading.Event) -> None:
+    """The demo story on its own thread, with its own connections."""
+    engine = _read_only_engine(database)
+    try:
+        with SimulatorControl(simulator_url) as control:
+            story = DemoStory(
+                engine,
+                control,
+                DEMO_TENANTS,
+                load_selections(),
+                say=lambda line: print(line, flush=True),
+            )
+            story.run(stop)
+    finally:
+        engine.dispose()
 
 
 def _announce(stack: DevStack, database: Path) -> None:
-    relative_db = database.relative_to(REPO_ROOT)
+    tenants = "\n".join(
+        f"  {t.name:<10} key {t.key:<10} {t.tenant_id}\n"
+        + textwrap.indent(textwrap.fill(t.story, 84), "      ")
+        for t in DEMO_TENANTS
+    )
     print(
         f"""
 Dagster UI: {stack.dagster_url}
 
 No click needed: the new-tenant sensor picks up the {len(DEMO_TENANTS)} tenants within seconds and
 requests their first syncs (one run per tenant x selection); the run queue admits one run per
-tenant at a time, and inventory_missing follows by automation. Watch Runs, Backfills and
-Assets > inventory_items > Partitions.
+tenant at a time, and inventory_missing follows by automation. For the demo only, the refresh
+schedule (nightly_inventory_refresh) runs every 2 minutes, so later syncs follow by themselves.
+Watch Runs and Assets > inventory_items / inventory_missing > Partitions.
+
+{tenants}
+
+The story's changes are printed below as they happen.
 
   Graph simulator   {stack.simulator_url}  (control API under /_simulator/)
-  inventory DB      {relative_db}
-  DAGSTER_HOME      {stack.home.relative_to(REPO_ROOT)}
-  logs              {(stack.state_dir / "logs").relative_to(REPO_ROOT)}/
+  inventory DB      {_shown(database)}
+  DAGSTER_HOME      {_shown(stack.home)}
+  logs              {_shown(stack.state_dir / "logs")}/
 
 From another shell, e.g.:
-  INVENTORY_DATABASE_URL=sqlite:///{relative_db} .venv/bin/inventory-pipelines \\
-      missing --tenant dec00003-0000-4000-8000-000000000003 --selection all
+  INVENTORY_DATABASE_URL=sqlite:///{_shown(database)} .venv/bin/inventory-pipelines \\
+      missing --tenant contoso --selection all
 
 Ctrl-C stops everything.
 """,
@@ -149,8 +248,7 @@ Ctrl-C stops everything.
 
 def main() -> int:
     # Ctrl-C and SIGTERM both stop the stack, even when started in the background.
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _STOP.install()
     try:
         run_demo()
     except KeyboardInterrupt:
