@@ -8,8 +8,9 @@ import dagster as dg
 from inventory_pipelines.core.missing import MissingResult, compute_missing, missing_items_for
 from inventory_pipelines.core.selection import get_selection
 from inventory_pipelines.graph.sync import SyncSummary, sync_partition
-from inventory_pipelines.partitions import split_partition_key, tenant_selection_partitions
+from inventory_pipelines.partitions import tenant_selection_partitions
 from inventory_pipelines.resources import GraphResource, InventoryDatabase
+from inventory_pipelines.run_tags import tagged_partition_tenant
 
 GRAPH_POOL = "microsoft_graph"
 SYNC_CHECK = "sync_finished_without_errors"
@@ -50,7 +51,7 @@ def partitioned_check_spec(name: str, **kwargs: Any) -> dg.AssetCheckSpec:
 def inventory_items(
     context: dg.AssetExecutionContext, inventory_db: InventoryDatabase, graph: GraphResource
 ) -> dg.MaterializeResult:
-    tenant_id, selection_name = split_partition_key(context)
+    tenant_id, selection_name = tagged_partition_tenant(context, inventory_db.engine())
     selection = get_selection(selection_name)
     with graph.client() as client:
         summary = sync_partition(
@@ -150,7 +151,7 @@ def sync_check(summary: SyncSummary) -> dg.AssetCheckResult:
 def inventory_missing(
     context: dg.AssetExecutionContext, inventory_db: InventoryDatabase
 ) -> dg.MaterializeResult:
-    tenant_id, selection_name = split_partition_key(context)
+    tenant_id, selection_name = tagged_partition_tenant(context, inventory_db.engine())
     selection = get_selection(selection_name)
     engine = inventory_db.engine()
     result = compute_missing(engine, tenant_id, selection)

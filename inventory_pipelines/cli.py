@@ -30,7 +30,6 @@ from inventory_pipelines.core.selection import (
     selection_hash,
 )
 from inventory_pipelines.core.store import InventoryStore
-from inventory_pipelines.core.tenants import normalize_tenant_id
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.policy_types import POLICY_TYPES
 from inventory_pipelines.graph.settings import GraphSettings
@@ -115,10 +114,16 @@ def tenants() -> None:
 @tenants.command("add")
 @click.argument("tenant_id")
 @click.option("--name", required=True, help="Display name of the customer tenant.")
-def tenants_add(tenant_id: str, name: str) -> None:
-    """Register (or re-activate) a tenant by its Entra tenant id."""
-    tenant, outcome = tenant_registry.add_tenant(_admin_engine(), tenant_id, name)
-    click.echo(f"{outcome} {tenant.tenant_id} {tenant.display_name!r}")
+@click.option(
+    "--key",
+    default=None,
+    help="Readable, immutable key naming the tenant's Dagster partitions "
+    "(a-z, 0-9, '-'; default: a slug of --name).",
+)
+def tenants_add(tenant_id: str, name: str, key: str | None) -> None:
+    """Register (or rename, re-activate) a tenant by its Entra tenant id."""
+    tenant, outcome = tenant_registry.add_tenant(_admin_engine(), tenant_id, name, key=key)
+    click.echo(f"{outcome} {tenant.tenant_key} {tenant.tenant_id} {tenant.display_name!r}")
 
 
 @tenants.command("list")
@@ -130,17 +135,18 @@ def tenants_list(as_json: bool, active_only: bool) -> None:
     if as_json:
         _echo_json([row.__dict__ for row in rows])
         return
+    width = max((len(row.tenant_key) for row in rows), default=0)
     for row in rows:
         state = "active" if row.active else "inactive"
-        click.echo(f"{row.tenant_id}  {state:<8}  {row.display_name}")
+        click.echo(f"{row.tenant_key:<{width}}  {row.tenant_id}  {state:<8}  {row.display_name}")
 
 
 @tenants.command("deactivate")
-@click.argument("tenant_id")
-def tenants_deactivate(tenant_id: str) -> None:
-    """Stop syncing a tenant; its inventory stays."""
-    tenant = tenant_registry.deactivate_tenant(_admin_engine(), tenant_id)
-    click.echo(f"deactivated {tenant.tenant_id}")
+@click.argument("tenant")
+def tenants_deactivate(tenant: str) -> None:
+    """Stop syncing a tenant (by key or GUID); its inventory stays."""
+    found = tenant_registry.deactivate_tenant(_admin_engine(), tenant)
+    click.echo(f"deactivated {found.tenant_key} {found.tenant_id}")
 
 
 @main.group()
@@ -199,7 +205,7 @@ def selection_hash_command(payload: str) -> None:
 
 
 @main.command("sync")
-@click.option("--tenant", "tenant_id", required=True, help="Entra tenant id (GUID).")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant key or Entra tenant id.")
 @click.option("--selection", "selection_name", required=True, help="Named selection.")
 @click.option(
     "--type-concurrency",
@@ -208,14 +214,17 @@ def selection_hash_command(payload: str) -> None:
     help="Policy types fetched at once (= Graph requests in flight for this tenant).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def sync_command(tenant_id: str, selection_name: str, type_concurrency: int, as_json: bool) -> None:
+def sync_command(
+    tenant_ref: str, selection_name: str, type_concurrency: int, as_json: bool
+) -> None:
     """Run one sync in plain Python (outside Dagster) and print its summary.
 
     Exit code 0 on success or partial, 1 on a failed run, 3 when skipped (lock held).
     """
-    tenant_id = normalize_tenant_id(tenant_id)
     selection = get_selection(selection_name)
-    store = InventoryStore(_engine())
+    engine = _engine()
+    tenant_id = tenant_registry.resolve_tenant(engine, tenant_ref).tenant_id
+    store = InventoryStore(engine)
     settings = GraphSettings.from_env()
     with GraphClient(settings) as client:
         summary = sync_partition(
@@ -236,22 +245,25 @@ def sync_command(tenant_id: str, selection_name: str, type_concurrency: int, as_
 
 
 @main.command("missing")
-@click.option("--tenant", "tenant_id", required=True, help="Entra tenant id (GUID).")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant key or Entra tenant id.")
 @click.option("--selection", "selection_name", required=True, help="Named selection.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def missing_command(tenant_id: str, selection_name: str, as_json: bool) -> None:
+def missing_command(tenant_ref: str, selection_name: str, as_json: bool) -> None:
     """Compute and print the missing items of a (tenant, selection) with their confidence."""
-    tenant_id = normalize_tenant_id(tenant_id)
     selection = get_selection(selection_name)
     engine = _engine()
-    result = compute_missing(engine, tenant_id, selection)
-    rows = missing_items_for(engine, tenant_id, selection.hash)
+    tenant = tenant_registry.resolve_tenant(engine, tenant_ref)
+    result = compute_missing(engine, tenant.tenant_id, selection)
+    rows = missing_items_for(engine, tenant.tenant_id, selection.hash)
     if as_json:
         _echo_json({"result": result.__dict__, "items": rows})
         return
+    heading = (
+        f"tenant {tenant.tenant_key} ({tenant.tenant_id}) "
+        f"selection {selection.name} ({selection.hash[:12]})"
+    )
     click.echo(
-        f"tenant {tenant_id} selection {selection.name} ({selection.hash[:12]}): "
-        f"{result.missing_count} missing, confidence {result.confidence}, "
+        f"{heading}: {result.missing_count} missing, confidence {result.confidence}, "
         f"baseline run {result.baseline_run_id} ({result.baseline_status})"
     )
     for row in rows:

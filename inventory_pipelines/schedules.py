@@ -5,6 +5,7 @@ import dagster as dg
 from inventory_pipelines.jobs import inventory_sync_job
 from inventory_pipelines.partitions import ensure_partitions, partition_key
 from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines.run_tags import tenant_tags
 from inventory_pipelines.tenant_requests import plan_nightly_runs
 
 DEFAULT_NIGHTLY_CRON = "0 2 * * *"
@@ -27,12 +28,14 @@ def build_nightly_schedule(cron: str = DEFAULT_NIGHTLY_CRON) -> dg.ScheduleDefin
         # The sensor normally registers partitions first; make sure even when it was off.
         ensure_partitions(
             context.instance,
-            tenants={r.tenant_id for r in requests},
+            tenants={r.tenant_key for r in requests},
             selections={r.selection_name for r in requests},
         )
         return [
             dg.RunRequest(
-                run_key=r.run_key, partition_key=partition_key(r.tenant_id, r.selection_name)
+                run_key=r.run_key,
+                partition_key=partition_key(r.tenant_key, r.selection_name),
+                tags=tenant_tags(r.tenant_key, r.tenant_name, r.tenant_id),
             )
             for r in requests
         ]

@@ -3,8 +3,14 @@
 import dagster as dg
 
 from inventory_pipelines.jobs import inventory_sync_job
-from inventory_pipelines.partitions import partition_key, selection_partitions, tenant_partitions
+from inventory_pipelines.partitions import (
+    TENANT_DIMENSION,
+    partition_key,
+    selection_partitions,
+    tenant_partitions,
+)
 from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines.run_tags import tenant_tags
 from inventory_pipelines.tenant_requests import plan_new_tenant_runs
 
 NEW_TENANT_SENSOR_INTERVAL_SECONDS = 15
@@ -21,16 +27,19 @@ def new_tenant_sensor(
     context: dg.SensorEvaluationContext, inventory_db: InventoryDatabase
 ) -> dg.SensorResult:
     plan = plan_new_tenant_runs(inventory_db.engine(), context.cursor)
+    registered = set(context.instance.get_dynamic_partitions(TENANT_DIMENSION))
+    unregistered = [key for key in plan.active_tenants if key not in registered]
     partition_requests: list[dg.AddDynamicPartitionsRequest] = []
-    if plan.new_tenants:
-        partition_requests.append(tenant_partitions.build_add_request(plan.new_tenants))
+    if unregistered:
+        partition_requests.append(tenant_partitions.build_add_request(unregistered))
     if plan.new_selections:
         partition_requests.append(selection_partitions.build_add_request(plan.new_selections))
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=r.run_key,
-                partition_key=partition_key(r.tenant_id, r.selection_name),
+                partition_key=partition_key(r.tenant_key, r.selection_name),
+                tags=tenant_tags(r.tenant_key, r.tenant_name, r.tenant_id),
             )
             for r in plan.requests
         ],

@@ -14,16 +14,23 @@ from inventory_pipelines.core.tenants import Tenant, list_tenants
 
 @dataclass(frozen=True)
 class SyncRequest:
+    """One run to request: the partition is (tenant key, selection); the run key uses the
+    GUID, which a tenant keeps whatever it is called."""
+
     tenant_id: str
+    tenant_key: str
+    tenant_name: str
     selection_name: str
     run_key: str
 
 
 @dataclass(frozen=True)
 class NewTenantPlan:
-    """What one sensor tick does: partitions to add, runs to request, the next cursor."""
+    """What one sensor tick does: runs to request, the next cursor, and the partitions that
+    must exist: the keys of all active tenants (the sensor adds those the instance lacks,
+    which also covers tenants registered before partitions were named by key)."""
 
-    new_tenants: list[str]
+    active_tenants: list[str]
     new_selections: list[str]
     requests: list[SyncRequest]
     cursor: str
@@ -47,16 +54,12 @@ def plan_new_tenant_runs(engine: Engine, cursor: str | None) -> NewTenantPlan:
     active = {t.tenant_id: t for t in list_tenants(engine, active_only=True)}
 
     requests: list[SyncRequest] = []
-    new_tenants: list[str] = []
     for tenant_id, tenant in sorted(active.items()):
         marker = _activation_marker(tenant)
         is_new = known_tenants.get(tenant_id) is None
-        if is_new:
-            new_tenants.append(tenant_id)
         wanted = selections if is_new else [s for s in selections if s not in known_selections]
         requests.extend(
-            SyncRequest(tenant_id, name, f"first-sync:{tenant_id}:{name}:{marker}")
-            for name in wanted
+            _request(tenant, name, f"first-sync:{tenant_id}:{name}:{marker}") for name in wanted
         )
     new_selections = [s for s in selections if s not in known_selections]
     next_cursor = json.dumps(
@@ -66,14 +69,21 @@ def plan_new_tenant_runs(engine: Engine, cursor: str | None) -> NewTenantPlan:
         },
         sort_keys=True,
     )
-    return NewTenantPlan(new_tenants, new_selections, requests, next_cursor)
+    active_keys = sorted(t.tenant_key for t in active.values())
+    return NewTenantPlan(active_keys, new_selections, requests, next_cursor)
 
 
 def plan_nightly_runs(engine: Engine, scheduled_for: datetime) -> list[SyncRequest]:
     """One request per active (tenant, selection), keyed by the tick so a tick runs once."""
     tick = scheduled_for.strftime("%Y%m%dT%H%M")
     return [
-        SyncRequest(tenant.tenant_id, name, f"nightly:{tick}:{tenant.tenant_id}:{name}")
+        _request(tenant, name, f"nightly:{tick}:{tenant.tenant_id}:{name}")
         for tenant in list_tenants(engine, active_only=True)
         for name in sorted(load_selections())
     ]
+
+
+def _request(tenant: Tenant, selection_name: str, run_key: str) -> SyncRequest:
+    return SyncRequest(
+        tenant.tenant_id, tenant.tenant_key, tenant.display_name, selection_name, run_key
+    )

@@ -14,6 +14,7 @@ import pytest
 from inventory_pipelines.graph.policy_types import POLICY_TYPES
 
 GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER = "0c2e7b41-5d8a-4f3e-9b1c-6a7d8e9f0a1b"
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -68,13 +69,56 @@ def test_selections_list_shows_names_types_and_hashes() -> None:
 
 def test_tenant_lifecycle(db_env: dict[str, str]) -> None:
     assert cli("db", "upgrade", env=db_env).stdout.strip() == "database schema is up to date"
-    added = cli("tenants", "add", GUID.upper(), "--name", "Contoso", env=db_env)
-    assert added.returncode == 0 and GUID in added.stdout
+    added = cli("tenants", "add", GUID.upper(), "--name", "Contoso Ltd.", env=db_env)
+    assert added.returncode == 0 and GUID in added.stdout and "contoso-ltd" in added.stdout
     listed = json.loads(cli("tenants", "list", "--json", env=db_env).stdout)
-    assert [(t["tenant_id"], t["active"]) for t in listed] == [(GUID, True)]
-    assert cli("tenants", "deactivate", GUID, env=db_env).returncode == 0
+    assert [(t["tenant_id"], t["tenant_key"], t["active"]) for t in listed] == [
+        (GUID, "contoso-ltd", True)
+    ]
+    assert cli("tenants", "deactivate", "contoso-ltd", env=db_env).returncode == 0
     listed = json.loads(cli("tenants", "list", "--json", env=db_env).stdout)
     assert listed[0]["active"] is False
+    assert cli("tenants", "deactivate", GUID, env=db_env).returncode == 0  # GUID works too
+
+
+def test_tenant_keys_on_the_command_line(db_env: dict[str, str]) -> None:
+    added = cli("tenants", "add", GUID, "--name", "Contoso Ltd.", "--key", "contoso", env=db_env)
+    assert added.returncode == 0, added.stderr
+    cli("tenants", "add", OTHER, "--name", "Contoso Ltd.", env=db_env)  # same name: suffixed
+    text = cli("tenants", "list", env=db_env).stdout.splitlines()
+    assert [line.split()[:3] for line in text] == [
+        ["contoso-ltd", OTHER, "active"],
+        ["contoso", GUID, "active"],
+    ]
+    renamed = cli("tenants", "add", GUID, "--name", "Contoso Group", env=db_env)
+    assert renamed.returncode == 0 and renamed.stdout.startswith("renamed contoso ")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--key", "Contoso Ltd"], "tenant key 'Contoso Ltd' is invalid"),
+        (["--key", "contoso"], f"tenant key 'contoso' is already used by tenant {OTHER}"),
+        (["--key", GUID], "looks like a tenant id"),
+    ],
+)
+def test_bad_tenant_keys_are_refused_in_one_line(
+    db_env: dict[str, str], args: list[str], message: str
+) -> None:
+    cli("tenants", "add", OTHER, "--name", "Fabrikam", "--key", "contoso", env=db_env)
+    result = cli("tenants", "add", GUID, "--name", "Contoso", *args, env=db_env)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    listed = json.loads(cli("tenants", "list", "--json", env=db_env).stdout)
+    assert [t["tenant_id"] for t in listed] == [OTHER]
+
+
+def test_a_tenant_key_cannot_be_changed(db_env: dict[str, str]) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    result = cli("tenants", "add", GUID, "--name", "Contoso", "--key", "contoso-2", env=db_env)
+    assert result.returncode == 2 and "immutable" in result.stderr
+    listed = json.loads(cli("tenants", "list", "--json", env=db_env).stdout)
+    assert [t["tenant_key"] for t in listed] == ["contoso"]
 
 
 def test_bad_tenant_id_changes_nothing(db_env: dict[str, str]) -> None:

@@ -29,6 +29,7 @@ from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.devstack import DevStack, graphql
 from inventory_pipelines.graph.sync import DEFAULT_TYPE_CONCURRENCY
 from inventory_pipelines.partitions import TENANT_DIMENSION, partition_key
+from inventory_pipelines.run_tags import TENANT_ID_TAG, TENANT_KEY_TAG, TENANT_NAME_TAG
 from inventory_pipelines.simulator import SimulatorControl
 from inventory_pipelines_tests.databases import TRUNCATE
 
@@ -39,6 +40,10 @@ TENANT_TAG = f"dagster/partition/{TENANT_DIMENSION}"
 TENANTS = {
     "0e2e0000-0000-4000-8000-00000000000a": "Adatum",
     "0e2e0000-0000-4000-8000-00000000000b": "Bellows",
+}
+KEYS = {  # tenant keys name the partitions
+    "0e2e0000-0000-4000-8000-00000000000a": "adatum",
+    "0e2e0000-0000-4000-8000-00000000000b": "bellows",
 }
 # The sensor requests selections in name order and the queue is FIFO per tenant: these two
 # sync early, so automation has handled them by the time the first syncs are done.
@@ -178,9 +183,9 @@ def test_sensor_backfill_automation_and_limits_through_the_real_stack(
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(_scenario())
     selections = sorted(load_selections())
-    first_partitions = {str(partition_key(t, s)) for t in TENANTS for s in selections}
+    first_partitions = {str(partition_key(k, s)) for k in KEYS.values() for s in selections}
     backfill_partitions = sorted(
-        str(partition_key(t, s)) for t in TENANTS for s in BACKFILL_SELECTIONS
+        str(partition_key(k, s)) for k in KEYS.values() for s in BACKFILL_SELECTIONS
     )
 
     stack = DevStack(
@@ -196,7 +201,7 @@ def test_sensor_backfill_automation_and_limits_through_the_real_stack(
         cleanup.callback(stack.stop)  # runs last, also on failure
         stack.start_simulator()
         for tenant_id, name in TENANTS.items():
-            add_tenant(inventory_engine, tenant_id, name)
+            add_tenant(inventory_engine, tenant_id, name, key=KEYS[tenant_id])
         stack.start_dagster()
         instance = cleanup.enter_context(dg.DagsterInstance.from_config(str(stack.home)))
         timings = {"stack_ready": time.monotonic() - began}
@@ -244,6 +249,11 @@ def test_sensor_backfill_automation_and_limits_through_the_real_stack(
         )
         assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in backfill_runs)
         assert all(r.dagster_run.tags[PRIORITY_TAG] == BACKFILL_PRIORITY for r in backfill_runs)
+        # Backfill runs carry only the partition; the asset tagged them with the tenant.
+        assert all(
+            r.dagster_run.tags[TENANT_KEY_TAG] == r.dagster_run.tags[TENANT_TAG]
+            for r in backfill_runs
+        )
         assert all(
             r.dagster_run.asset_selection == {dg.AssetKey("inventory_items")} for r in backfill_runs
         )
@@ -284,7 +294,7 @@ def test_sensor_backfill_automation_and_limits_through_the_real_stack(
         f"Graph max in flight per tenant {counters['max_in_flight']}; "
         + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
     )
-    assert set(per_tenant) == set(TENANTS)
+    assert set(per_tenant) == set(KEYS.values())
     assert max(per_tenant.values()) <= limits["per_tenant"], per_tenant
     assert overall <= limits["max_concurrent_runs"]
     assert in_pool <= limits["pool"]
@@ -382,4 +392,6 @@ def _assert_sync_runs_link_to_dagster_runs(engine: Engine, instance: dg.DagsterI
         assert status == "success", (tenant_id, selection_name, status)
         run = instance.get_run_by_id(correlation_id)
         assert run is not None, correlation_id
-        assert run.tags["dagster/partition"] == str(partition_key(tenant_id, selection_name))
+        assert run.tags["dagster/partition"] == str(partition_key(KEYS[tenant_id], selection_name))
+        assert run.tags[TENANT_ID_TAG] == tenant_id and run.tags[TENANT_KEY_TAG] == KEYS[tenant_id]
+        assert run.tags[TENANT_NAME_TAG] == TENANTS[tenant_id]

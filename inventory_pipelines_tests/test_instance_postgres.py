@@ -26,6 +26,7 @@ from inventory_pipelines.partitions import (
     partition_key,
 )
 from inventory_pipelines.resources import GraphResource, InventoryDatabase
+from inventory_pipelines.run_tags import TENANT_ID_TAG
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines_tests.databases import TRUNCATE, create_database, drop_database
 
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "dagster.yaml"
 SHIPPED_POSTGRES = REPO / "dagster.postgres.yaml"
 TENANT = "0d000000-0000-4000-8000-0000000000d1"
+TENANT_KEY = "postgres-instance"
 SELECTION = "compliance"
 
 
@@ -103,11 +105,11 @@ def test_materialize_stores_runs_and_events_in_postgres(
     inventory = create_inventory_engine(postgres_url)
     with inventory.begin() as conn:
         conn.execute(text(TRUNCATE))
-    add_tenant(inventory, TENANT, "Postgres instance test tenant")
+    add_tenant(inventory, TENANT, "Postgres instance test tenant", key=TENANT_KEY)
     sim.control.configure_tenant(TENANT, default_size=3)
-    instance.add_dynamic_partitions(TENANT_DIMENSION, [TENANT])
+    instance.add_dynamic_partitions(TENANT_DIMENSION, [TENANT_KEY])
     instance.add_dynamic_partitions(SELECTION_DIMENSION, [SELECTION])
-    key = partition_key(TENANT, SELECTION)
+    key = partition_key(TENANT_KEY, SELECTION)
 
     result = dg.materialize(
         [inventory_items, inventory_missing],
@@ -154,14 +156,15 @@ def test_materialize_stores_runs_and_events_in_postgres(
         ('["inventory_missing"]', str(key)),
     ]
     assert run_status == "SUCCESS"
-    assert set(partitions) == {(TENANT_DIMENSION, TENANT), (SELECTION_DIMENSION, SELECTION)}
+    assert set(partitions) == {(TENANT_DIMENSION, TENANT_KEY), (SELECTION_DIMENSION, SELECTION)}
 
     # A second instance on the same configuration sees the same history.
     with dg.DagsterInstance.from_config(str(Path(instance.root_directory))) as reopened:
-        assert reopened.get_run_by_id(run_id) is not None
+        run = reopened.get_run_by_id(run_id)
+        assert run is not None and run.tags[TENANT_ID_TAG] == TENANT  # tagged at run start
         for asset in ("inventory_items", "inventory_missing"):
             assert reopened.get_materialized_partitions(dg.AssetKey(asset)) == {str(key)}
-        assert reopened.get_dynamic_partitions(TENANT_DIMENSION) == [TENANT]
+        assert reopened.get_dynamic_partitions(TENANT_DIMENSION) == [TENANT_KEY]
 
     # And the sync itself landed in the inventory, linked to the Dagster run.
     with inventory.connect() as conn:

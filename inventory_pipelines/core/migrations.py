@@ -2,12 +2,19 @@
 
 Each migration runs in its own transaction together with its record, so a failed migration
 leaves nothing half-applied. A changed file that was already applied is refused.
+
+On SQLite, adding a constrained column means rebuilding the table (create, copy, drop,
+rename). SQLite's documented procedure for that needs foreign-key enforcement off, which can
+only change outside a transaction: migrations run with it off and must leave
+`PRAGMA foreign_key_check` clean before they commit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,12 +61,16 @@ def available_migrations(dialect: str, root: Path | None = None) -> list[Migrati
 
 
 def split_statements(sql: str) -> list[str]:
-    """Split a migration into statements at semicolons that end a line (no procedural SQL)."""
+    """Split a migration into statements at semicolons that end a line, except inside a
+    `$$`-quoted body (a PostgreSQL function), whose own statements end lines too."""
     lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
     statements, current = [], []
+    in_body = False
     for line in lines:
         current.append(line)
-        if line.rstrip().endswith(";"):
+        if line.count("$$") % 2:
+            in_body = not in_body
+        if not in_body and line.rstrip().endswith(";"):
             statements.append("\n".join(current).strip().rstrip(";"))
             current = []
     tail = "\n".join(current).strip()
@@ -92,7 +103,7 @@ def upgrade(engine: Engine, root: Path | None = None) -> list[Migration]:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         _ensure_table(conn)
     for migration in migrations:
-        with engine.begin() as conn:
+        with engine.connect() as conn, _sqlite_foreign_keys_off(conn), conn.begin():
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             done = applied_versions(conn)
@@ -105,6 +116,8 @@ def upgrade(engine: Engine, root: Path | None = None) -> list[Migration]:
                 continue
             for statement in split_statements(migration.sql):
                 conn.exec_driver_sql(statement)
+            if engine.dialect.name == "sqlite":
+                _check_foreign_keys(conn, migration)
             conn.execute(
                 text(
                     f"INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum, applied_at)"
@@ -119,3 +132,28 @@ def upgrade(engine: Engine, root: Path | None = None) -> list[Migration]:
             )
             applied.append(migration)
     return applied
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite: foreign-key enforcement off for this connection, set before any transaction."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(conn: Connection, migration: Migration) -> None:
+    """Refuse to commit a SQLite migration that left a dangling reference behind."""
+    violation = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+    if violation is not None:
+        raise InventoryError(
+            f"migration {migration.path.name} leaves a row of {violation[0]} "
+            f"referencing a missing row of {violation[2]}"
+        )

@@ -55,6 +55,7 @@ tenants = Table(
     Column("active", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("tenant_key", Text, nullable=False, unique=True),
 )
 
 sync_runs = Table(

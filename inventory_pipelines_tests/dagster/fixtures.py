@@ -16,6 +16,8 @@ from inventory_pipelines.simulator import (
 )
 
 TENANT = "6e5d4c3b-2a19-4807-b6f5-e4d3c2b1a098"
+TENANT_KEY = "contoso"  # the tenant partition key
+TENANT_NAME = "Contoso Ltd."
 
 
 def graph_resource(sim: SimulatorServer | str, **overrides: object) -> GraphResource:
@@ -42,6 +44,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def resources(database_url: str, sim: SimulatorServer) -> dict[str, object]:
     database = InventoryDatabase(url=database_url)
-    add_tenant(database.engine(), TENANT, "Contoso")
+    add_tenant(database.engine(), TENANT, TENANT_NAME, key=TENANT_KEY)
     sim.control.configure_tenant(TENANT, seed=11, default_size=6)
     return {"inventory_db": database, "graph": graph_resource(sim)}

@@ -20,17 +20,25 @@ from inventory_pipelines.core.schema import sync_runs
 from inventory_pipelines.core.selection import get_selection
 from inventory_pipelines.partitions import partition_key
 from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines.run_tags import TENANT_ID_TAG, TENANT_KEY_TAG, TENANT_NAME_TAG
 from inventory_pipelines.simulator import SimulatorServer
-from inventory_pipelines_tests.dagster.fixtures import TENANT, graph_resource, instance, resources
+from inventory_pipelines_tests.dagster.fixtures import (
+    TENANT,
+    TENANT_KEY,
+    TENANT_NAME,
+    graph_resource,
+    instance,
+    resources,
+)
 
 __all__ = ["instance", "resources"]  # fixtures
 
 SELECTION = "compliance"
-KEY = partition_key(TENANT, SELECTION)
+KEY = partition_key(TENANT_KEY, SELECTION)
 
 
 def add_partitions(instance: dg.DagsterInstance) -> None:
-    instance.add_dynamic_partitions("tenant", [TENANT])
+    instance.add_dynamic_partitions("tenant", [TENANT_KEY])
     instance.add_dynamic_partitions("selection", [SELECTION])
 
 
@@ -167,17 +175,17 @@ import dagster as dg
 from inventory_pipelines.assets import inventory_items
 from inventory_pipelines.partitions import partition_key
 from inventory_pipelines.resources import InventoryDatabase
-from inventory_pipelines_tests.dagster.fixtures import TENANT, graph_resource
+from inventory_pipelines_tests.dagster.fixtures import TENANT_KEY, graph_resource
 database_url, simulator_url, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
 with dg.instance_for_test() as instance:
-    instance.add_dynamic_partitions("tenant", [TENANT])
+    instance.add_dynamic_partitions("tenant", [TENANT_KEY])
     instance.add_dynamic_partitions("selection", ["compliance"])
     resources = {"inventory_db": InventoryDatabase(url=database_url),
                  "graph": graph_resource(simulator_url)}
     while time.time() < go:
         time.sleep(0.005)
-    result = dg.materialize([inventory_items], partition_key=partition_key(TENANT, "compliance"),
-                            instance=instance, resources=resources)
+    result = dg.materialize([inventory_items], instance=instance, resources=resources,
+                            partition_key=partition_key(TENANT_KEY, "compliance"))
     [event] = result.asset_materializations_for_node("inventory_items")
     print(event.metadata["status"].value)
 """
@@ -227,3 +235,53 @@ def test_missing_credentials_fail_at_run_start_naming_the_setting(
     failure = result.failure_data_for_node("inventory_items")
     env_name = "GRAPH_CLIENT_ID" if bad_setting == "client_id" else "GRAPH_CLIENT_SECRET"
     assert failure is not None and env_name in str(failure.error)
+
+
+def test_runs_started_outside_our_code_are_tagged_with_the_tenant(
+    instance: dg.DagsterInstance, resources: dict[str, object]
+) -> None:
+    """A UI backfill run carries only the partition; the asset adds key, name and GUID."""
+    add_partitions(instance)
+    result = dg.materialize(
+        [inventory_items, inventory_missing],
+        partition_key=KEY,
+        instance=instance,
+        resources=resources,
+    )
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    assert run.tags[TENANT_KEY_TAG] == TENANT_KEY
+    assert run.tags[TENANT_NAME_TAG] == TENANT_NAME
+    assert run.tags[TENANT_ID_TAG] == TENANT
+    assert run.tags["dagster/partition/tenant"] == TENANT_KEY
+
+
+def test_partitions_named_by_guid_still_sync_the_tenant(
+    instance: dg.DagsterInstance, resources: dict[str, object], sim: SimulatorServer
+) -> None:
+    """Instances from before tenant keys have GUID partitions; they resolve to the tenant."""
+    instance.add_dynamic_partitions("tenant", [TENANT])
+    instance.add_dynamic_partitions("selection", [SELECTION])
+    result = dg.materialize(
+        [inventory_items],
+        partition_key=partition_key(TENANT, SELECTION),
+        instance=instance,
+        resources=resources,
+    )
+    assert metadata_of(result, "inventory_items")["items_observed"] == truth_count(sim)
+
+
+def test_an_unregistered_tenant_key_fails_the_run_clearly(
+    instance: dg.DagsterInstance, resources: dict[str, object]
+) -> None:
+    instance.add_dynamic_partitions("tenant", ["fabrikam"])
+    instance.add_dynamic_partitions("selection", [SELECTION])
+    result = dg.materialize(
+        [inventory_items],
+        partition_key=partition_key("fabrikam", SELECTION),
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    failure = result.failure_data_for_node("inventory_items")
+    assert failure is not None and "'fabrikam' is not registered" in str(failure.error)

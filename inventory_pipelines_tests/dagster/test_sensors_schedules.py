@@ -13,6 +13,7 @@ from inventory_pipelines.core.tenants import add_tenant, deactivate_tenant
 from inventory_pipelines.definitions import defs
 from inventory_pipelines.partitions import partition_key
 from inventory_pipelines.resources import InventoryDatabase
+from inventory_pipelines.run_tags import TENANT_ID_TAG, TENANT_KEY_TAG, TENANT_NAME_TAG
 from inventory_pipelines.schedules import build_nightly_schedule
 from inventory_pipelines.sensors import new_tenant_sensor
 from inventory_pipelines_tests.dagster.fixtures import instance
@@ -21,6 +22,8 @@ __all__ = ["instance"]
 
 A = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"
 B = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb"
+A_KEY = "contoso"  # partitions are named by tenant key, a slug of the name by default
+B_KEY = "fabrikam"
 SELECTIONS = sorted(load_selections())
 
 
@@ -52,8 +55,8 @@ def test_new_tenant_gets_partitions_and_first_syncs_exactly_once(
 ) -> None:
     add_tenant(engine, A, "Contoso")
     first = tick(instance, database_url, None)
-    assert requested(first) == {(A, s) for s in SELECTIONS}
-    assert instance.get_dynamic_partitions("tenant") == [A]
+    assert requested(first) == {(A_KEY, s) for s in SELECTIONS}
+    assert instance.get_dynamic_partitions("tenant") == [A_KEY]
     assert sorted(instance.get_dynamic_partitions("selection")) == SELECTIONS
     run_keys = [r.run_key for r in first.run_requests or []]
     assert len(set(run_keys)) == len(run_keys) == len(SELECTIONS)
@@ -63,8 +66,34 @@ def test_new_tenant_gets_partitions_and_first_syncs_exactly_once(
 
     add_tenant(engine, B, "Fabrikam")
     third = tick(instance, database_url, second.cursor)
-    assert requested(third) == {(B, s) for s in SELECTIONS}
-    assert sorted(instance.get_dynamic_partitions("tenant")) == [A, B]
+    assert requested(third) == {(B_KEY, s) for s in SELECTIONS}
+    assert sorted(instance.get_dynamic_partitions("tenant")) == [A_KEY, B_KEY]
+
+
+def test_sensor_runs_are_tagged_with_key_name_and_id(
+    instance: dg.DagsterInstance, engine: Engine, database_url: str
+) -> None:
+    add_tenant(engine, A, "Contoso Ltd.", key=A_KEY)
+    result = tick(instance, database_url, None)
+    assert result.run_requests
+    for request in result.run_requests:
+        assert request.tags[TENANT_KEY_TAG] == A_KEY
+        assert request.tags[TENANT_NAME_TAG] == "Contoso Ltd."
+        assert request.tags[TENANT_ID_TAG] == A
+        assert A in (request.run_key or "")  # run keys stay on the GUID
+
+
+def test_tenants_known_before_keys_get_their_key_partition_without_a_new_sync(
+    instance: dg.DagsterInstance, engine: Engine, database_url: str
+) -> None:
+    add_tenant(engine, A, "Contoso")
+    first = tick(instance, database_url, None)
+    # An instance whose partitions were GUIDs: the cursor knows the tenant, the key is new.
+    instance.delete_dynamic_partition("tenant", A_KEY)
+    instance.add_dynamic_partitions("tenant", [A])
+    again = tick(instance, database_url, first.cursor)
+    assert requested(again) == set()
+    assert sorted(instance.get_dynamic_partitions("tenant")) == sorted([A, A_KEY])
 
 
 def test_deactivated_tenant_gets_nothing_and_reactivation_syncs_again(
@@ -74,11 +103,11 @@ def test_deactivated_tenant_gets_nothing_and_reactivation_syncs_again(
     add_tenant(engine, B, "Fabrikam")
     deactivate_tenant(engine, B)
     first = tick(instance, database_url, None)
-    assert {t for t, _ in requested(first)} == {A}
+    assert {t for t, _ in requested(first)} == {A_KEY}
     time.sleep(0.01)
     add_tenant(engine, B, "Fabrikam")  # re-activated
     second = tick(instance, database_url, first.cursor)
-    assert requested(second) == {(B, s) for s in SELECTIONS}
+    assert requested(second) == {(B_KEY, s) for s in SELECTIONS}
     assert not (
         {r.run_key for r in second.run_requests or []}
         & {r.run_key for r in first.run_requests or []}
@@ -117,9 +146,15 @@ def test_nightly_schedule_requests_every_active_pair_once_per_tick(
         return list(result.run_requests or [])
 
     tonight = evaluate(when)
-    assert instance.get_dynamic_partitions("tenant") == [A]  # registered even without the sensor
-    assert {r.partition_key for r in tonight} == {partition_key(A, s) for s in SELECTIONS}
+    # Registered even without the sensor.
+    assert instance.get_dynamic_partitions("tenant") == [A_KEY]
+    assert {r.partition_key for r in tonight} == {partition_key(A_KEY, s) for s in SELECTIONS}
     assert len({r.run_key for r in tonight}) == len(SELECTIONS)
+    assert all(A in (r.run_key or "") for r in tonight)
+    for request in tonight:
+        assert request.tags["dagster/partition/tenant"] == A_KEY  # the run-queue limit's key
+        assert request.tags[TENANT_KEY_TAG] == A_KEY and request.tags[TENANT_ID_TAG] == A
+        assert request.tags[TENANT_NAME_TAG] == "Contoso"
     assert {r.run_key for r in evaluate(when)} == {r.run_key for r in tonight}  # idempotent tick
     tomorrow = evaluate(datetime(2026, 11, 28, 2, 0, tzinfo=UTC))
     assert not ({r.run_key for r in tomorrow} & {r.run_key for r in tonight})

@@ -47,6 +47,16 @@ def test_sync_then_missing(env: dict[str, str], sim: SimulatorServer) -> None:
     assert SIMULATOR_CLIENT_SECRET not in first.stdout + first.stderr + text.stdout
 
 
+def test_sync_and_missing_by_tenant_key(env: dict[str, str]) -> None:
+    added = cli("tenants", "add", TENANT, "--name", "Contoso", "--key", "contoso", env=env)
+    assert added.returncode == 0, added.stderr
+    synced = cli("sync", "--tenant", "contoso", "--selection", "compliance", "--json", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert json.loads(synced.stdout)["tenant_id"] == TENANT
+    missing = cli("missing", "--tenant", "contoso", "--selection", "compliance", env=env)
+    assert missing.returncode == 0 and "0 missing, confidence high" in missing.stdout
+
+
 def test_failed_sync_exits_non_zero(env: dict[str, str]) -> None:
     cli("tenants", "add", TENANT, "--name", "Contoso", env=env)
     result = cli(
@@ -65,7 +75,7 @@ def test_failed_sync_exits_non_zero(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     "args, env_change, message",
     [
-        (["--tenant", "nope", "--selection", "all"], {}, "not a GUID"),
+        (["--tenant", "nope", "--selection", "all"], {}, "'nope' is not registered"),
         (["--tenant", TENANT, "--selection", "nightly"], {}, "unknown selection"),
         (
             ["--tenant", TENANT, "--selection", "all"],
@@ -134,7 +144,7 @@ def test_unreachable_graph_fails_clearly_and_changes_no_inventory(
         (["tenants", "deactivate", "11111111-2222-4333-8444-555555555555"], "not registered"),
         (["selection-hash", '{"policy_types": ["compliance_policies", "nope"]}'], "nope"),
         (["selection-hash", "[]"], "JSON object"),
-        (["missing", "--tenant", "bad", "--selection", "all"], "not a GUID"),
+        (["missing", "--tenant", "bad", "--selection", "all"], "'bad' is not registered"),
         (["missing", "--tenant", TENANT, "--selection", "nope"], "unknown selection"),
     ],
 )

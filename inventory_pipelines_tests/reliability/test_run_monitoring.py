@@ -64,6 +64,7 @@ HOST = "127.0.0.1"
 LOCATION = "inventory"
 JOB = "inventory_sync_job"
 TENANT = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+TENANT_KEY = "killed"
 POLL_SECONDS = 1
 MAX_RUNTIME_SECONDS = 2
 STARTED_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\)")
@@ -144,7 +145,7 @@ def stack(
     database_url = f"sqlite:///{tmp_path / 'inventory.db'}"
     engine = create_inventory_engine(database_url)
     upgrade(engine)
-    add_tenant(engine, TENANT, "Killed")
+    add_tenant(engine, TENANT, "Killed", key=TENANT_KEY)
     # Slow pages: each sync holds its lock for many seconds, so the kill lands mid-sync.
     sim.control.configure_tenant(
         TENANT,
@@ -194,13 +195,13 @@ def _launch(
 ) -> str:
     from inventory_pipelines.definitions import defs
 
-    instance.add_dynamic_partitions(TENANT_DIMENSION, [TENANT])
+    instance.add_dynamic_partitions(TENANT_DIMENSION, [TENANT_KEY])
     instance.add_dynamic_partitions(SELECTION_DIMENSION, [selection_name])
     workspace = context.create_request_context()
     remote_job = (
         workspace.get_code_location(LOCATION).get_repository("__repository__").get_full_job(JOB)
     )
-    key = partition_key(TENANT, selection_name)
+    key = partition_key(TENANT_KEY, selection_name)
     run = instance.create_run_for_job(
         job_def=defs.resolve_job_def(JOB),
         tags=tenant_selection_partitions.get_tags_for_partition_key(key),

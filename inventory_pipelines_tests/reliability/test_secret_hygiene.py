@@ -43,6 +43,7 @@ from inventory_pipelines_tests.reliability.harness import (
 
 CLIENT_SECRET = "hygiene~Q7v.Distinctive-Client_Secret-5mRw2Lk"
 WRONG_SECRET = "hygiene~X3p.Wrong-Client_Secret-Tried-8dNe4Hs"
+TENANT_KEY = "hygiene"
 SELECTION_NAME = "configuration"
 SELECTION = get_selection(SELECTION_NAME)
 SIZES = {CATALOG: 60, "device_configurations": 30}
@@ -83,7 +84,7 @@ def hygiene_simulator() -> Iterator[SimulatorServer]:
 def hsim(hygiene_simulator: SimulatorServer, engine: Engine) -> SimulatorServer:
     hygiene_simulator.control.reset()
     hygiene_simulator.control.configure_tenant(TENANT, seed=5, default_size=8, sizes=SIZES)
-    add_tenant(engine, TENANT, "Hygiene Ltd")
+    add_tenant(engine, TENANT, "Hygiene Ltd", key=TENANT_KEY)
     return hygiene_simulator
 
 
@@ -224,14 +225,14 @@ def test_dagster_materialize_leaks_no_secret(
         ),
     }
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("tenant", [TENANT])
+        instance.add_dynamic_partitions("tenant", [TENANT_KEY])
         instance.add_dynamic_partitions("selection", [SELECTION_NAME])
         for name, rules, secret, expected in DAGSTER_SCENARIOS:
             hsim.control.set_faults(TENANT, rules)
             monkeypatch.setenv(client_secret.env_var_name, secret)
             result = dg.materialize(
                 [inventory_items, inventory_missing],
-                partition_key=partition_key(TENANT, SELECTION_NAME),
+                partition_key=partition_key(TENANT_KEY, SELECTION_NAME),
                 instance=instance,
                 resources=resources,
                 raise_on_error=False,
