@@ -65,12 +65,14 @@ def _fail(message: str) -> None:
 
 
 def _engine() -> Engine:
-    return create_inventory_engine(database_url_from_env())
+    """The application's connection; a missing SQLite file is an error, never created."""
+    return create_inventory_engine(database_url_from_env(), create_sqlite_file=False)
 
 
-def _admin_engine() -> Engine:
-    """Owner connection for schema and registry changes (INVENTORY_ADMIN_DATABASE_URL)."""
-    return create_inventory_engine(admin_database_url_from_env())
+def _admin_engine(*, create: bool = False) -> Engine:
+    """Owner connection for schema and registry changes (INVENTORY_ADMIN_DATABASE_URL).
+    Only `db upgrade` creates a missing SQLite file."""
+    return create_inventory_engine(admin_database_url_from_env(), create_sqlite_file=create)
 
 
 def _echo_json(value: Any) -> None:
@@ -90,7 +92,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations from sql/ (idempotent)."""
-    applied = upgrade(_admin_engine())
+    applied = upgrade(_admin_engine(create=True))
     if applied:
         for migration in applied:
             click.echo(f"applied {migration.version:04d}_{migration.name}")
@@ -199,7 +201,7 @@ def policy_types(as_json: bool) -> None:
 @click.argument("payload")
 def selection_hash_command(payload: str) -> None:
     """Print the canonical JSON and SHA-256 selection hash of a payload."""
-    canonical = parse_payload(payload)
+    canonical = parse_payload(payload)  # "*" is expanded to every type, as in selections.toml
     click.echo(canonical_json(canonical))
     click.echo(selection_hash(canonical))
 
@@ -262,6 +264,11 @@ def missing_command(tenant_ref: str, selection_name: str, as_json: bool) -> None
         f"tenant {tenant.tenant_key} ({tenant.tenant_id}) "
         f"selection {selection.name} ({selection.hash[:12]})"
     )
+    if result.baseline_run_id is None:
+        click.echo(
+            f"{heading}: no completed sync yet; nothing can be called missing (confidence unknown)"
+        )
+        return
     click.echo(
         f"{heading}: {result.missing_count} missing, confidence {result.confidence}, "
         f"baseline run {result.baseline_run_id} ({result.baseline_status})"

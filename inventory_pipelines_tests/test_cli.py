@@ -32,6 +32,22 @@ def db_env(database_url: str) -> dict[str, str]:
     return {"INVENTORY_DATABASE_URL": database_url}
 
 
+@pytest.mark.parametrize("everything", ['"*"', '["*"]'])
+def test_selection_hash_expands_star_like_the_selections_file(everything: str) -> None:
+    listed = json.loads(cli("selections", "list", "--json").stdout)
+    shipped_all = next(s for s in listed if s["name"] == "all")
+    result = cli("selection-hash", f'{{"policy_types": {everything}}}')
+    assert result.returncode == 0, result.stderr
+    canonical, digest = result.stdout.splitlines()
+    assert json.loads(canonical) == {"policy_types": sorted(p.key for p in POLICY_TYPES)}
+    assert digest == shipped_all["selection_hash"]
+
+
+def test_selection_hash_refuses_star_with_other_types() -> None:
+    result = cli("selection-hash", '{"policy_types": ["*", "scope_tags"]}')
+    assert result.returncode == 2 and "already means every policy type" in result.stderr
+
+
 def test_selection_hash_prints_canonical_json_and_hash() -> None:
     result = cli("selection-hash", '{"policy_types": ["scope_tags", "compliance_policies"]}')
     assert result.returncode == 0, result.stderr
@@ -121,6 +137,33 @@ def test_a_tenant_key_cannot_be_changed(db_env: dict[str, str]) -> None:
     assert [t["tenant_key"] for t in listed] == ["contoso"]
 
 
+@pytest.mark.parametrize("command", ["missing", "sync"])
+@pytest.mark.parametrize("tenant", ["fabrikam", OTHER])
+def test_an_unregistered_tenant_is_an_error(
+    db_env: dict[str, str], command: str, tenant: str
+) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    result = cli(command, "--tenant", tenant, "--selection", "all", env=db_env)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip() == (
+        f"error: tenant {tenant!r} is not registered (neither a tenant key nor a tenant id); "
+        "see `inventory-pipelines tenants list`, or add it with `tenants add`"
+    )
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("tenant", ["contoso", GUID.upper()])
+def test_missing_before_any_sync_says_so(db_env: dict[str, str], tenant: str) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    result = cli("missing", "--tenant", tenant, "--selection", "compliance", env=db_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"tenant contoso ({GUID}) selection compliance (")
+    assert result.stdout.rstrip().endswith(
+        ": no completed sync yet; nothing can be called missing (confidence unknown)"
+    )
+    assert "None" not in result.stdout
+
+
 def test_bad_tenant_id_changes_nothing(db_env: dict[str, str]) -> None:
     cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
     bad = cli("tenants", "add", "contoso.onmicrosoft.com", "--name", "X", env=db_env)
@@ -137,9 +180,39 @@ def test_bad_database_url_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_unmigrated_database_tells_how_to_fix(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     result = cli("tenants", "list", env={"INVENTORY_DATABASE_URL": url})
     assert result.returncode != 0 and "db upgrade" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tenants", "list"],
+        ["tenants", "list", "--json"],
+        ["missing", "--tenant", GUID, "--selection", "all"],
+        ["sync", "--tenant", "contoso", "--selection", "all"],
+        ["tenants", "add", GUID, "--name", "Contoso"],
+        ["tenants", "deactivate", GUID],
+    ],
+)
+def test_commands_other_than_db_upgrade_create_no_database(tmp_path: Path, args: list[str]) -> None:
+    state = tmp_path / "state"
+    env = {
+        "INVENTORY_STATE_DIR": str(state),
+        "INVENTORY_DATABASE_URL": "",
+        "INVENTORY_ADMIN_DATABASE_URL": "",
+    }
+    result = cli(*args, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: inventory database {state / 'inventory.db'} does not exist; create it with "
+        "`inventory-pipelines db upgrade` (or point INVENTORY_DATABASE_URL at one)"
+    )
+    assert not state.exists()
+    assert cli("selections", "list", env=env).returncode == 0
+    assert not state.exists()
 
 
 def test_default_database_lives_under_the_state_dir(tmp_path: Path) -> None:

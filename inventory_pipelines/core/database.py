@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from inventory_pipelines.core.errors import ConfigurationError
@@ -40,8 +41,12 @@ def admin_database_url_from_env() -> str:
     return os.environ.get(ADMIN_DATABASE_URL_SETTING, "").strip() or database_url_from_env()
 
 
-def create_inventory_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine, failing fast with the setting's name when the URL is unusable."""
+def create_inventory_engine(url: str, *, create_sqlite_file: bool = True, **kwargs: Any) -> Engine:
+    """Create an engine, failing fast with the setting's name when the URL is unusable.
+
+    With `create_sqlite_file=False` a missing SQLite file is an error instead of a new empty
+    database (and state directory): only `db upgrade` should bring one into being.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -59,7 +64,7 @@ def create_inventory_engine(url: str, **kwargs: Any) -> Engine:
         )
     try:
         if backend == "sqlite":
-            return _sqlite_engine(parsed.render_as_string(hide_password=False), **kwargs)
+            return _sqlite_engine(parsed, create_file=create_sqlite_file, **kwargs)
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
     except NoSuchModuleError:
         raise ConfigurationError(
@@ -68,10 +73,23 @@ def create_inventory_engine(url: str, **kwargs: Any) -> Engine:
         ) from None
 
 
-def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+def _sqlite_engine(url: URL, *, create_file: bool, **kwargs: Any) -> Engine:
+    database = url.database
+    if database and database != ":memory:" and "uri" not in url.query:
+        path = Path(database)
+        if create_file:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise ConfigurationError(
+                f"inventory database {path} does not exist; create it with "
+                f"`inventory-pipelines db upgrade` (or point {DATABASE_URL_SETTING} at one)"
+            )
+        else:
+            # Opened read-write, never created: a file deleted meanwhile stays an error.
+            url = url.set(
+                database=f"file:{quote(str(path.resolve()))}",
+                query={**url.query, "mode": "rw", "uri": "true"},
+            )
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -89,6 +89,21 @@ def validate_payload(payload: Any) -> dict[str, Any]:
     return _canonical(result)
 
 
+def expand_all_types(payload: Any) -> Any:
+    """`"*"` (or `["*"]`) as `policy_types` means every supported type, spelled out, so its
+    hash is that of the explicit list (the same as the shipped `all` selection)."""
+    if not isinstance(payload, Mapping):
+        return payload
+    types = payload.get("policy_types")
+    if types == ALL_TYPES or types == [ALL_TYPES]:
+        return {**payload, "policy_types": all_policy_type_keys()}
+    if isinstance(types, list) and ALL_TYPES in types:
+        raise ValidationError(
+            f'"{ALL_TYPES}" already means every policy type; do not list other types with it'
+        )
+    return payload
+
+
 def parse_payload(text: str) -> dict[str, Any]:
     """Parse and validate selection JSON given on a command line."""
     try:
@@ -97,7 +112,7 @@ def parse_payload(text: str) -> dict[str, Any]:
         raise ValidationError(
             f"selection is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from None
-    return validate_payload(payload)
+    return validate_payload(expand_all_types(payload))
 
 
 def default_selections_path() -> Path:
@@ -121,11 +136,8 @@ def load_selections(path: Path | None = None) -> dict[str, Selection]:
     for name, body in (data.get("selections") or {}).items():
         if not isinstance(body, dict):
             raise ValidationError(f"selection {name!r} in {path} must be a table")
-        payload = dict(body)
-        if payload.get("policy_types") == [ALL_TYPES]:
-            payload["policy_types"] = all_policy_type_keys()
         try:
-            selections[name] = Selection(name, validate_payload(payload))
+            selections[name] = Selection(name, validate_payload(expand_all_types(dict(body))))
         except ValidationError as exc:
             raise ValidationError(f"selection {name!r} in {path}: {exc.message}") from None
     if not selections:

@@ -128,3 +128,18 @@ def test_selections_file_errors_name_the_file(tmp_path: Any) -> None:
     bad.write_text('[selections.x]\npolicy_types = ["scope_tags"]\n')
     with pytest.raises(ValidationError, match="version = 1"):
         load_selections(bad)
+
+
+@pytest.mark.parametrize("everything", ['"*"', '["*"]'])
+def test_star_means_every_type_on_the_command_line_too(everything: str) -> None:
+    payload = parse_payload(f'{{"policy_types": {everything}}}')
+    assert payload == get_selection("all").payload
+    assert selection_hash(payload) == get_selection("all").hash
+
+
+def test_star_cannot_be_combined_with_types(tmp_path: Any) -> None:
+    with pytest.raises(ValidationError, match="already means every policy type"):
+        parse_payload('{"policy_types": ["*", "scope_tags"]}')
+    path = tmp_path / "selections.toml"
+    path.write_text('version = 1\n[selections.everything]\npolicy_types = "*"\n')
+    assert load_selections(path)["everything"].hash == get_selection("all").hash
