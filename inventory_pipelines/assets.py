@@ -128,7 +128,12 @@ def sync_check(summary: SyncSummary) -> dg.AssetCheckResult:
             f"sync run {summary.run_id}: {summary.status}"
             + (f" ({', '.join(summary.error_codes)})" if summary.error_codes else "")
         ),
-        metadata={"status": summary.status, "sync_run_id": summary.run_id},
+        # Text, not numbers: a run id or a status plotted over time means nothing.
+        metadata={
+            "status": dg.MetadataValue.text(summary.status),
+            "sync_run_id": dg.MetadataValue.text(str(summary.run_id)),
+            "error_codes": dg.MetadataValue.text(", ".join(summary.error_codes) or "none"),
+        },
     )
 
 
@@ -138,7 +143,14 @@ def sync_check(summary: SyncSummary) -> dg.AssetCheckResult:
     partitions_def=tenant_selection_partitions,
     group_name="inventory",
     kinds={"python", "sql"},
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=dg.AutomationCondition.eager().replace(
+        # Eager waits while any run *or backfill* still targets the parent partition. A
+        # backfill counts a finished partition as in progress until the backfill daemon books
+        # it (every 30 s), which would hold the missing data back, even after a failed sync;
+        # only a sync actually running must hold it back.
+        "any_deps_in_progress",
+        dg.AutomationCondition.any_deps_match(dg.AutomationCondition.run_in_progress()),
+    ),
     check_specs=[
         partitioned_check_spec(
             MISSING_SHARE_CHECK,

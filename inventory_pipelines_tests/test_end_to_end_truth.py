@@ -1,0 +1,291 @@
+"""What the user sees is true, through the real stack (simulator, `dagster dev`, daemon, GraphQL).
+
+A clean tenant and one with a forbidden type are synced by the sensor; then the clean tenant's
+consent is revoked and one sync of it is launched as the UI would. The failed sync must stay
+loud (a failed run with an ERROR check) while automation still brings `inventory_missing` to
+the failed baseline within one tick; the per-partition check statuses read over GraphQL show
+which partitions are clean, partial or failed; the client's own log lines are in the run's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster import DagsterRunStatus, RunsFilter
+from sqlalchemy import Engine, text
+
+from inventory_pipelines.assets import MISSING_SHARE_CHECK, SYNC_CHECK
+from inventory_pipelines.core.database import create_inventory_engine
+from inventory_pipelines.core.missing import missing_items_for
+from inventory_pipelines.core.selection import get_selection, load_selections
+from inventory_pipelines.core.tenants import add_tenant
+from inventory_pipelines.devstack import DevStack, graphql
+from inventory_pipelines.partitions import partition_key
+from inventory_pipelines.simulator import SIMULATOR_CLIENT_SECRET, SimulatorControl
+from inventory_pipelines_tests.databases import TRUNCATE
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+CLEAN = ("0e2e0000-0000-4000-8000-0000000000c1", "Clean Co")
+PARTIAL = ("0e2e0000-0000-4000-8000-0000000000c2", "Partial Co")
+FORBIDDEN_TYPE = "conditional_access_policies"
+AUTOMATION_TICK_SECONDS = 15  # inventory_automation_sensor's minimum interval
+PHASE_TIMEOUT = 150.0
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+CHECK_STATUSES = """
+query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    __typename
+    ... on AssetNode {
+      assetChecksOrError {
+        __typename
+        ... on AssetChecks {
+          checks {
+            name
+            partitionKeysByDimension { name partitionKeys }
+            partitionStatuses {
+              __typename
+              ... on AssetCheckMultiPartitionStatuses {
+                primaryDimensionName
+                ranges {
+                  primaryDimStartKey
+                  primaryDimEndKey
+                  secondaryDim {
+                    __typename
+                    ... on AssetCheckDefaultPartitionStatuses {
+                      succeededPartitions failedPartitions inProgressPartitions
+                      skippedPartitions executionFailedPartitions
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+RUN_LOGS = """
+query($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message level }
+        ... on ExecutionStepFailureEvent { error { message } }
+      }
+    }
+  }
+}
+"""
+
+
+def _scenario() -> str:
+    return "\n".join(
+        [
+            f'[tenants."{CLEAN[0]}"]',
+            "seed = 301",
+            "default_size = 2",
+            "",
+            f'[tenants."{PARTIAL[0]}"]',
+            "seed = 302",
+            "default_size = 2",
+            'faults = [{ kind = "status", status = 403, code = "Forbidden", '
+            f'policy_type = "{FORBIDDEN_TYPE}" }}]',
+            "",
+        ]
+    )
+
+
+def check_statuses(stack: DevStack, asset: str) -> dict[str, dict[str, str]]:
+    """{check name: {partition key: status}} as the UI reads them over GraphQL."""
+    node = graphql(stack.dagster_url, CHECK_STATUSES, {"path": [asset]})["assetNodeOrError"]
+    assert node["__typename"] == "AssetNode", node
+    checks = node["assetChecksOrError"]
+    assert checks["__typename"] == "AssetChecks", checks
+    result: dict[str, dict[str, str]] = {}
+    for check in checks["checks"]:
+        statuses = check["partitionStatuses"]
+        assert statuses is not None, f"{check['name']} is not partitioned"
+        assert statuses["__typename"] == "AssetCheckMultiPartitionStatuses", statuses
+        dimensions = {d["name"]: d["partitionKeys"] for d in check["partitionKeysByDimension"]}
+        primary_name = statuses["primaryDimensionName"]
+        primary = dimensions[primary_name]
+        (secondary_name,) = set(dimensions) - {primary_name}
+        by_partition: dict[str, str] = {}
+        for block in statuses["ranges"]:
+            first = primary.index(block["primaryDimStartKey"])
+            last = primary.index(block["primaryDimEndKey"])
+            secondary = block["secondaryDim"]
+            for status in ("succeeded", "failed", "inProgress", "skipped", "executionFailed"):
+                for secondary_key in secondary[f"{status}Partitions"]:
+                    for primary_key in primary[first : last + 1]:
+                        key = dg.MultiPartitionKey(
+                            {primary_name: primary_key, secondary_name: secondary_key}
+                        )
+                        by_partition[str(key)] = status
+        result[check["name"]] = by_partition
+    return result
+
+
+@pytest.fixture
+def inventory_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = create_inventory_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text(TRUNCATE))
+    yield engine
+    engine.dispose()
+
+
+def _wait(condition: Callable[[], Any], what: str, stack: DevStack) -> Any:
+    deadline = time.monotonic() + PHASE_TIMEOUT
+    while True:
+        value = condition()
+        if value:
+            return value
+        stack.check_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {PHASE_TIMEOUT:.0f}s waiting for {what}")
+        time.sleep(1.0)
+
+
+def test_failed_and_partial_syncs_are_visible_and_missing_follows_a_failure(
+    tmp_path: Path, postgres_url: str, inventory_engine: Engine
+) -> None:
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(_scenario())
+    selections = sorted(load_selections())
+    stack = DevStack(
+        state_dir=tmp_path,
+        database_url=postgres_url,
+        scenario=scenario,
+        identity_rps=0,
+        dequeue_interval_seconds=1,
+    )
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stack.stop)
+        stack.start_simulator()
+        # Partitions are keyed by the tenants' readable keys, the tables by their GUIDs.
+        keys = {
+            tenant_id: add_tenant(inventory_engine, tenant_id, name)[0].tenant_key
+            for tenant_id, name in (CLEAN, PARTIAL)
+        }
+        stack.start_dagster()
+        instance = cleanup.enter_context(dg.DagsterInstance.from_config(str(stack.home)))
+        every_partition = {
+            str(partition_key(keys[t], s)) for t, _ in (CLEAN, PARTIAL) for s in selections
+        }
+
+        def missing_materialized(key: str, after: float = 0.0) -> dg.EventLogRecord | None:
+            records = instance.fetch_materializations(
+                dg.AssetKey("inventory_missing"), limit=100
+            ).records
+            newest = [r for r in records if r.partition_key == key and r.timestamp > after]
+            return newest[0] if newest else None
+
+        # 1. First syncs by the sensor; automation follows with inventory_missing everywhere.
+        _wait(
+            lambda: all(missing_materialized(k) for k in every_partition),
+            "first syncs and inventory_missing for every partition",
+            stack,
+        )
+        sensor_runs = instance.get_run_records(
+            RunsFilter(tags={"dagster/sensor_name": "new_tenant_sensor"})
+        )
+        assert {r.dagster_run.status for r in sensor_runs} == {DagsterRunStatus.SUCCESS}
+
+        # 2. Consent revoked for the clean tenant; one sync of it launched as the UI does.
+        failing = str(partition_key(keys[CLEAN[0]], "all"))
+        with SimulatorControl(stack.simulator_url) as control:
+            control.set_faults(CLEAN[0], [{"kind": "token_error", "aadsts": 65001}])
+        launched = graphql(
+            stack.dagster_url,
+            LAUNCH_BACKFILL,
+            {
+                "params": {
+                    "assetSelection": [{"path": ["inventory_items"]}],
+                    "partitionNames": [failing],
+                    "title": "after consent was revoked",
+                }
+            },
+        )["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+
+        def failed_run() -> dg.RunRecord | None:
+            runs = instance.get_run_records(
+                RunsFilter(tags={"dagster/backfill": launched["backfillId"]})
+            )
+            done = [r for r in runs if r.dagster_run.status == DagsterRunStatus.FAILURE]
+            assert not [r for r in runs if r.dagster_run.status == DagsterRunStatus.SUCCESS]
+            return done[0] if done else None
+
+        run = _wait(failed_run, "the sync after the revoked consent to fail", stack)
+        assert run.end_time is not None
+        follow_up = _wait(
+            lambda: missing_materialized(failing, after=run.end_time),
+            "inventory_missing to follow the failed sync",
+            stack,
+        )
+        # Requested by the first automation tick after the failure (a tick takes a moment).
+        follow_up_run = instance.get_run_record_by_id(follow_up.run_id)
+        assert follow_up_run is not None
+        delay = follow_up_run.create_timestamp.timestamp() - run.end_time
+        assert delay <= AUTOMATION_TICK_SECONDS + 5, delay
+        metadata = {
+            k: v.value
+            for k, v in follow_up.asset_materialization.metadata.items()  # type: ignore[union-attr]
+        }
+        assert metadata["baseline_status"] == "failed" and metadata["confidence"] == "low"
+        rows = missing_items_for(inventory_engine, CLEAN[0], get_selection("all").hash)
+        assert rows and {(r["reason"], r["confidence"]) for r in rows} == {
+            ("type_not_fetched", "low")
+        }
+
+        # 3. The failure is loud in the run's log: the client's own line and the ERROR check.
+        logs = graphql(stack.dagster_url, RUN_LOGS, {"runId": run.dagster_run.run_id})["logsForRun"]
+        messages = [e for e in logs["events"] if e.get("message")]
+        assert any(
+            "authentication" in e["message"] and "AADSTS65001" in e["message"] for e in messages
+        ), messages
+        assert SIMULATOR_CLIENT_SECRET not in str(logs) and "Bearer " not in str(logs)
+        [step_failure] = [
+            e for e in logs["events"] if e["__typename"] == "ExecutionStepFailureEvent"
+        ]
+        assert "blocking asset check" in step_failure["error"]["message"], step_failure
+        assert SYNC_CHECK in step_failure["error"]["message"], step_failure
+
+        # 4. Per-partition check results, as the asset page reads them.
+        sync_checks = check_statuses(stack, "inventory_items")[SYNC_CHECK]
+        partial_keys = {
+            str(partition_key(keys[PARTIAL[0]], s))
+            for s in selections
+            if FORBIDDEN_TYPE in get_selection(s).policy_types
+        }
+        assert partial_keys and failing not in partial_keys
+        assert {k for k, v in sync_checks.items() if v == "failed"} == partial_keys | {failing}
+        assert {k for k, v in sync_checks.items() if v == "succeeded"} == (
+            every_partition - partial_keys - {failing}
+        )
+        missing_checks = check_statuses(stack, "inventory_missing")[MISSING_SHARE_CHECK]
+        assert set(missing_checks) == every_partition
+        assert set(missing_checks.values()) == {"succeeded"}
