@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install lint test demo bench clean
+.PHONY: install lint test demo bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --sizes 20000,100000 --memory-sizes 10000,100000 \
 		--naive-size 20000 --repeat 3 --out bench/results.json
+
+## Screenshots of a running `make demo` (another shell, after ~4 minutes) into docs/img/;
+## needs Debian's chromium (apt-get install chromium). DEMO_URL defaults to the demo's.
+screenshots: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[docs]'
+	$(BIN)/python docs/screenshots.py $${DEMO_URL:-http://127.0.0.1:3000}
 
 clean:
 	rm -rf $(VENV) .state
