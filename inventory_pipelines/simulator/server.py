@@ -74,6 +74,10 @@ def _uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=2,
+        # uvicorn closes idle keep-alive connections after 5 s by default; a client reusing
+        # one at that instant gets "Server disconnected without sending a response". Graph's
+        # front ends keep idle connections far longer.
+        timeout_keep_alive=120,
     )
 
 
