@@ -11,7 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from inventory_pipelines.simulator import SimulatorServer
+from inventory_pipelines.graph.client import GraphClient
+from inventory_pipelines.graph.retry import RetryPolicy
+from inventory_pipelines.graph.settings import GraphSettings
+from inventory_pipelines.simulator import (
+    SIMULATOR_CLIENT_ID,
+    SIMULATOR_CLIENT_SECRET,
+    SimulatorServer,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +33,25 @@ def sim(simulator: SimulatorServer) -> SimulatorServer:
     """The simulator with no tenants configured, no faults, no tokens and zeroed counters."""
     simulator.control.reset()
     return simulator
+
+
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_total_wait=2.0)
+"""Retries quick enough for tests; the simulator's faults decide how many are needed."""
+
+
+def simulator_client(sim: SimulatorServer, retry: RetryPolicy = FAST_RETRY) -> GraphClient:
+    """A Graph client for the simulator with the test credentials, identity pacing off."""
+    settings = GraphSettings(
+        client_id=SIMULATOR_CLIENT_ID,
+        client_secret=SIMULATOR_CLIENT_SECRET,
+        base_url=sim.base_url,
+        authority_url=sim.base_url,
+    )
+    return GraphClient(settings, retry=retry, identity_requests_per_second=0)
+
+
+@pytest.fixture
+def sim_graph(sim: SimulatorServer) -> Iterator[GraphClient]:
+    """A Graph client talking to the reset simulator (fast retries, no identity pacing)."""
+    with simulator_client(sim) as client:
+        yield client

@@ -11,17 +11,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 from dagster import DagsterRunStatus, RunRecord, RunsFilter
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
 from inventory_pipelines.assets import GRAPH_POOL
-from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.schema import items as items_table
 from inventory_pipelines.core.schema import sync_runs
 from inventory_pipelines.core.selection import load_selections
@@ -31,7 +30,9 @@ from inventory_pipelines.graph.sync import DEFAULT_TYPE_CONCURRENCY
 from inventory_pipelines.partitions import TENANT_DIMENSION, partition_key
 from inventory_pipelines.run_tags import TENANT_ID_TAG, TENANT_KEY_TAG, TENANT_NAME_TAG
 from inventory_pipelines.simulator import SimulatorControl
-from inventory_pipelines_tests.databases import TRUNCATE
+from inventory_pipelines_tests.stack_helpers import inventory_engine, launch_backfill
+
+__all__ = ["inventory_engine"]  # fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -54,18 +55,6 @@ BACKFILL_PRIORITY = "10"
 # 100-145 s on the 2-core machine (load-dependent); every wait is bounded, the whole test too.
 PHASE_TIMEOUT = 150.0
 TEST_TIMEOUT = 360.0
-
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on PartitionKeysNotFoundError { message }
-    ... on PartitionSetNotFoundError { message }
-  }
-}
-"""
 
 BACKFILL_STATUS = """
 query($id: String!) {
@@ -165,15 +154,6 @@ def _runs(instance: dg.DagsterInstance, **tags: str) -> list[RunRecord]:
     return list(instance.get_run_records(filters=RunsFilter(tags=tags) if tags else None))
 
 
-@pytest.fixture
-def inventory_engine(postgres_url: str) -> Iterator[Engine]:
-    engine = create_inventory_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text(TRUNCATE))
-    yield engine
-    engine.dispose()
-
-
 def test_sensor_backfill_automation_and_limits_through_the_real_stack(
     tmp_path: Path, postgres_url: str, inventory_engine: Engine
 ) -> None:
@@ -231,7 +211,14 @@ def test_sensor_backfill_automation_and_limits_through_the_real_stack(
         timings["first_syncs"] = time.monotonic() - began
 
         # 2. A partition backfill of inventory_items through the GraphQL API, as the UI does.
-        backfill_id = _launch_backfill(stack, backfill_partitions)
+        backfill_id = launch_backfill(
+            stack,
+            backfill_partitions,
+            "end-to-end backfill",
+            # Ahead of the automation runs still queued (the UI's launch dialog takes tags
+            # too); limits apply all the same.
+            tags={PRIORITY_TAG: BACKFILL_PRIORITY},
+        )
         _wait(
             lambda: (
                 _backfill_status(stack, backfill_id) not in {"REQUESTED", "CANCELING", "FAILING"}
@@ -312,25 +299,6 @@ def _assets_of(record: RunRecord) -> frozenset[dg.AssetKey]:
     # The sync job's runs carry no explicit selection: the job is inventory_items only.
     assert run.job_name == "inventory_sync_job", run.job_name
     return frozenset({dg.AssetKey("inventory_items")})
-
-
-def _launch_backfill(stack: DevStack, partition_names: list[str]) -> str:
-    launched = graphql(
-        stack.dagster_url,
-        LAUNCH_BACKFILL,
-        {
-            "params": {
-                "assetSelection": [{"path": ["inventory_items"]}],
-                "partitionNames": partition_names,
-                "title": "end-to-end backfill",
-                # Ahead of the automation runs still queued (the UI's launch dialog takes tags
-                # too); limits apply all the same.
-                "tags": [{"key": PRIORITY_TAG, "value": BACKFILL_PRIORITY}],
-            }
-        },
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    return str(launched["backfillId"])
 
 
 def _backfill_status(stack: DevStack, backfill_id: str) -> str:

@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 from dagster import DagsterRunStatus, RunsFilter
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from inventory_pipelines.assets import MISSING_SHARE_CHECK, SYNC_CHECK
-from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.missing import missing_items_for
 from inventory_pipelines.core.selection import get_selection, load_selections
 from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.devstack import DevStack, graphql
 from inventory_pipelines.partitions import partition_key
 from inventory_pipelines.simulator import SIMULATOR_CLIENT_SECRET, SimulatorControl
-from inventory_pipelines_tests.databases import TRUNCATE
+from inventory_pipelines_tests.stack_helpers import inventory_engine, launch_backfill
+
+__all__ = ["inventory_engine"]  # fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -37,16 +38,6 @@ PARTIAL = ("0e2e0000-0000-4000-8000-0000000000c2", "Partial Co")
 FORBIDDEN_TYPE = "conditional_access_policies"
 AUTOMATION_TICK_SECONDS = 15  # inventory_automation_sensor's minimum interval
 PHASE_TIMEOUT = 150.0
-
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
 
 CHECK_STATUSES = """
 query($path: [String!]!) {
@@ -148,15 +139,6 @@ def check_statuses(stack: DevStack, asset: str) -> dict[str, dict[str, str]]:
     return result
 
 
-@pytest.fixture
-def inventory_engine(postgres_url: str) -> Iterator[Engine]:
-    engine = create_inventory_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text(TRUNCATE))
-    yield engine
-    engine.dispose()
-
-
 def _wait(condition: Callable[[], Any], what: str, stack: DevStack) -> Any:
     deadline = time.monotonic() + PHASE_TIMEOUT
     while True:
@@ -218,23 +200,10 @@ def test_failed_and_partial_syncs_are_visible_and_missing_follows_a_failure(
         failing = str(partition_key(keys[CLEAN[0]], "all"))
         with SimulatorControl(stack.simulator_url) as control:
             control.set_faults(CLEAN[0], [{"kind": "token_error", "aadsts": 65001}])
-        launched = graphql(
-            stack.dagster_url,
-            LAUNCH_BACKFILL,
-            {
-                "params": {
-                    "assetSelection": [{"path": ["inventory_items"]}],
-                    "partitionNames": [failing],
-                    "title": "after consent was revoked",
-                }
-            },
-        )["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launch_backfill(stack, [failing], "after consent was revoked")
 
         def failed_run() -> dg.RunRecord | None:
-            runs = instance.get_run_records(
-                RunsFilter(tags={"dagster/backfill": launched["backfillId"]})
-            )
+            runs = instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
             done = [r for r in runs if r.dagster_run.status == DagsterRunStatus.FAILURE]
             assert not [r for r in runs if r.dagster_run.status == DagsterRunStatus.SUCCESS]
             return done[0] if done else None

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select, text
@@ -32,12 +30,8 @@ from inventory_pipelines.core.store import (
 )
 from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.retry import RetryPolicy
-from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.graph.sync import SyncSummary, sync_partition
 from inventory_pipelines.simulator import (
-    SIMULATOR_CLIENT_ID,
-    SIMULATOR_CLIENT_SECRET,
     SimulatorServer,
 )
 from inventory_pipelines_tests.core.helpers import TENANT_A, items, register, selection, sync
@@ -189,19 +183,6 @@ def test_earlier_run_first_sighting_after_a_later_run_inserted(engine: Engine) -
 SIM_TENANT = "5e1f0c2a-7b3d-4e8f-9a6b-0c1d2e3f4a5b"
 SLOW_TYPE_ITEMS = 60
 SLOW_MS = 1500
-FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_total_wait=2.0)
-
-
-@pytest.fixture
-def graph(sim: SimulatorServer) -> Iterator[GraphClient]:
-    graph_settings = GraphSettings(
-        client_id=SIMULATOR_CLIENT_ID,
-        client_secret=SIMULATOR_CLIENT_SECRET,
-        base_url=sim.base_url,
-        authority_url=sim.base_url,
-    )
-    with GraphClient(graph_settings, retry=FAST_RETRY, identity_requests_per_second=0) as client:
-        yield client
 
 
 def wait_until_consumed(sim: SimulatorServer, tenant_id: str, timeout: float = 10.0) -> None:
@@ -213,7 +194,7 @@ def wait_until_consumed(sim: SimulatorServer, tenant_id: str, timeout: float = 1
 
 
 def test_narrow_sync_finishing_inside_a_slow_wide_sync_sees_nothing_missing(
-    engine: Engine, sim: SimulatorServer, graph: GraphClient
+    engine: Engine, sim: SimulatorServer, sim_graph: GraphClient
 ) -> None:
     add_tenant(engine, SIM_TENANT, "Overlap")
     sim.control.configure_tenant(SIM_TENANT, seed=11, default_size=2, sizes={X: SLOW_TYPE_ITEMS})
@@ -226,13 +207,13 @@ def test_narrow_sync_finishing_inside_a_slow_wide_sync_sees_nothing_missing(
     wide: dict[str, SyncSummary] = {}
 
     def run_wide() -> None:
-        wide["summary"] = sync_partition(store, graph, SIM_TENANT, everything)
+        wide["summary"] = sync_partition(store, sim_graph, SIM_TENANT, everything)
 
     thread = threading.Thread(target=run_wide)
     thread.start()
     try:
         wait_until_consumed(sim, SIM_TENANT)  # the wide run has started and waits on X
-        narrow = sync_partition(store, graph, SIM_TENANT, compliance)
+        narrow = sync_partition(store, sim_graph, SIM_TENANT, compliance)
         assert thread.is_alive(), "the wide run must still be fetching when the narrow one ends"
     finally:
         thread.join(30)

@@ -19,9 +19,9 @@ from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.graph.sync import SyncOptions, sync_partition
 from inventory_pipelines.simulator import (
     SIMULATOR_CLIENT_ID,
-    SIMULATOR_CLIENT_SECRET,
     SimulatorServer,
 )
+from inventory_pipelines_tests.simulator_fixtures import simulator_client
 
 TENANT = "3f1c2a9e-8d7b-4c6a-9e5f-1a2b3c4d5e6f"
 OTHER_TENANT = "0a0b0c0d-1e1f-4a2b-8c3d-4e5f6a7b8c9d"
@@ -45,14 +45,8 @@ SELECTION = Selection(
 
 @pytest.fixture
 def client(sim: SimulatorServer) -> Iterator[GraphClient]:
-    settings = GraphSettings(
-        client_id=SIMULATOR_CLIENT_ID,
-        client_secret=SIMULATOR_CLIENT_SECRET,
-        base_url=sim.base_url,
-        authority_url=sim.base_url,
-    )
     # Identity throttling is off in the test simulator; pacing has its own test.
-    with GraphClient(settings, retry=FAST_RETRY, identity_requests_per_second=0) as graph:
+    with simulator_client(sim, FAST_RETRY) as graph:
         yield graph
 
 

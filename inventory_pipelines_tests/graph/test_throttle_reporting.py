@@ -15,14 +15,10 @@ from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.fetch import wall_seconds
 from inventory_pipelines.graph.retry import RetryPolicy
-from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.graph.summary import format_summary, summary_as_dict
 from inventory_pipelines.graph.sync import SyncOptions, sync_partition
-from inventory_pipelines.simulator import (
-    SIMULATOR_CLIENT_ID,
-    SIMULATOR_CLIENT_SECRET,
-    SimulatorServer,
-)
+from inventory_pipelines.simulator import SimulatorServer
+from inventory_pipelines_tests.simulator_fixtures import simulator_client
 
 TENANT = "7a7b7c7d-0000-4000-8000-00000000aaaa"
 THROTTLED = ("compliance_policies", "device_configurations", "scope_tags", "assignment_filters")
@@ -65,14 +61,9 @@ def test_wall_seconds_is_between_the_longest_wait_and_the_sum(
 
 @pytest.fixture
 def client(sim: SimulatorServer) -> Iterator[GraphClient]:
-    settings = GraphSettings(
-        client_id=SIMULATOR_CLIENT_ID,
-        client_secret=SIMULATOR_CLIENT_SECRET,
-        base_url=sim.base_url,
-        authority_url=sim.base_url,
-    )
-    retry = RetryPolicy(max_attempts=4, base_delay=0.01, max_total_wait=5.0)
-    with GraphClient(settings, retry=retry, identity_requests_per_second=0) as graph:
+    with simulator_client(
+        sim, RetryPolicy(max_attempts=4, base_delay=0.01, max_total_wait=5.0)
+    ) as graph:
         yield graph
 
 
