@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,12 +29,15 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python -m inventory_pipelines.demo
 
-## Benchmarks (not part of `make test`; ~20 min on 2 cores, PostgreSQL at 127.0.0.1:5432 or
+## Benchmarks (not part of `make test`; ~30 min on 2 cores, PostgreSQL at 127.0.0.1:5432 or
 ## INVENTORY_BENCH_POSTGRES_URL): writes bench/results.json and prints the Markdown report
-## that docs/performance.md quotes. CI runs the tiny `--smoke` size through pytest.
+## that docs/performance.md quotes; `--peer dlt` adds the dlt peer and Graph's floor (the
+## `bench` extra, installed with the venv). CI runs the tiny `--smoke` size through pytest.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --sizes 20000,100000 --memory-sizes 10000,100000 \
-		--naive-size 20000 --repeat 3 --out bench/results.json
+		--naive-size 20000 --repeat 3 --peer dlt --peer-size 100000 \
+		--latency-tenant-size 5000 --latency-ms 150 --identity-rps 1 \
+		--ca-policies 150 --named-locations 40 --out bench/results.json
 
 ## Screenshots of a running `make demo` (another shell, after ~4 minutes) into docs/img/;
 ## needs Debian's chromium (apt-get install chromium). DEMO_URL defaults to the demo's.

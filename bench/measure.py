@@ -1,4 +1,5 @@
-"""One measured run in a fresh Python process: a sync, the fetch floor, or the naive baseline.
+"""One measured run in a fresh Python process: a sync, the fetch floor, the naive baseline or
+the dlt peer (`bench/dlt_peer.py`, imported only for that kind).
 
     python -m bench.measure '<job as JSON>'    # prints one JSON line with the result
 
@@ -34,7 +35,7 @@ from inventory_pipelines.graph.sync import SyncOptions, sync_partition
 # Nothing from `bench.stack` or `inventory_pipelines.simulator` is imported here: the server
 # modules (uvicorn, starlette) would inflate the measured process's memory.
 REPO_ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("sync", "fetch", "naive")
+KINDS = ("sync", "fetch", "naive", "dlt")
 
 
 def run_measured(job: dict[str, Any], *, timeout: float = 1800.0) -> dict[str, Any]:
@@ -63,8 +64,12 @@ def _max_rss_kb() -> int:
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU time and that of any children it reaped (a peer's worker pool)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def _bytes_written() -> int:
@@ -113,14 +118,16 @@ class WalMeter:
 
 @contextmanager
 def graph_client(job: dict[str, Any]) -> Iterator[GraphClient]:
-    """The production client against the simulator; identity pacing off (the simulator's too)."""
+    """The production client against the simulator. Identity pacing is off (and the
+    simulator's throttle too) unless the job sets `identity_rps` (the peer comparison)."""
     settings = GraphSettings(
         client_id=job["client_id"],
         client_secret=job["client_secret"],
         base_url=job["base_url"],
         authority_url=job["base_url"],
     )
-    with GraphClient(settings, identity_requests_per_second=0) as client:
+    rate = float(job.get("identity_rps", 0))
+    with GraphClient(settings, identity_requests_per_second=rate) as client:
         yield client
 
 
@@ -211,14 +218,29 @@ def _measure_naive(job: dict[str, Any], result: dict[str, Any]) -> None:
     result.update(outcome)
 
 
+def _measure_dlt(job: dict[str, Any], result: dict[str, Any]) -> None:
+    """The dlt peer (`bench/dlt_peer.py`): pipeline and source built before the clock."""
+    from bench import dlt_peer
+
+    peer_job = dlt_peer.PeerJob.from_job(job)
+    pipeline, source = dlt_peer.prepare(peer_job)
+    with _window(job, result):
+        outcome = dlt_peer.run(pipeline, source)
+    result.update(status="success", **outcome)
+
+
 def main() -> None:
     job: dict[str, Any] = json.loads(sys.argv[1])
     if job.get("kind") not in KINDS:
         raise SystemExit(f"job kind must be one of {KINDS}")
     result: dict[str, Any] = {"kind": job["kind"]}
-    {"sync": _measure_sync, "fetch": _measure_fetch, "naive": _measure_naive}[job["kind"]](
-        job, result
-    )
+    measure = {
+        "sync": _measure_sync,
+        "fetch": _measure_fetch,
+        "naive": _measure_naive,
+        "dlt": _measure_dlt,
+    }[job["kind"]]
+    measure(job, result)
     result["peak_rss_kb"] = _max_rss_kb()
     print(json.dumps(result))
 

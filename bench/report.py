@@ -222,6 +222,75 @@ def evaluate_targets(results: dict[str, Any]) -> list[Verdict]:
                     _check(over.median if over else None, 1.3, at_most=True),
                 )
             )
+    verdicts += _peer_verdicts(results)
+    return verdicts
+
+
+PEER_TARGETS = {"initial": 4.0, "resync": 4.0, "latency": 3.0}
+"""Project ÷ peer speed-ups the issue asks for (the latency case aims at 5×)."""
+FLOOR_TARGET = 1.2
+"""Project wall ÷ Graph's floor in the latency case."""
+
+
+def peer_ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Peer wall ÷ project wall (how many times faster the project is) per case, and the
+    project's and the peer's wall ÷ the floor in the latency case, between medians."""
+    section = results.get("peer") or {}
+    peer = section.get("peer", "dlt")
+    ratios: dict[str, float | None] = {}
+    entry = section.get("size") or {}
+    for variant in ("initial", "resync"):
+        ratios[variant] = _ratio(
+            of(entry.get(peer, {}).get(variant, []), "wall_seconds"),
+            of(entry.get("project", {}).get(variant, []), "wall_seconds"),
+        )
+    latency = section.get("latency") or {}
+    project = of(latency.get("project", []), "wall_seconds")
+    ratios["latency"] = _ratio(of(latency.get(peer, []), "wall_seconds"), project)
+    floor = latency.get("floor", {}).get("seconds")
+    floor_spread = spread([floor]) if floor else None
+    ratios["project_over_floor"] = _ratio(project, floor_spread)
+    ratios["peer_over_floor"] = _ratio(of(latency.get(peer, []), "wall_seconds"), floor_spread)
+    return ratios
+
+
+def _peer_verdicts(results: dict[str, Any]) -> list[Verdict]:
+    section = results.get("peer")
+    if not section:
+        return []
+    peer = section["peer"]
+    ratios = peer_ratios(results)
+    size = section.get("size", {}).get("items", 0)
+    latency = section.get("latency", {})
+    verdicts = []
+    for key, label in (
+        ("initial", f"initial sync at {size:,} items"),
+        ("resync", f"unchanged re-sync at {size:,} items"),
+        (
+            "latency",
+            f"initial sync at {latency.get('items', 0):,} items, "
+            f"{latency.get('latency_ms', 0):.0f} ms per request",
+        ),
+    ):
+        limit = PEER_TARGETS[key]
+        verdicts.append(
+            Verdict(
+                f"{label}: ≥ {limit:.0f}× faster than the {peer} peer",
+                "postgresql",
+                _ratio_text(ratios[key], "{:.1f}×"),
+                f"≥ {limit:.0f}×",
+                _check(ratios[key], limit, at_most=False),
+            )
+        )
+    verdicts.append(
+        Verdict(
+            "latency-bound wall ≤ 1.2× Graph's floor (batched, paced, largest pages)",
+            "postgresql",
+            _ratio_text(ratios["project_over_floor"], "{:.2f}×"),
+            f"≤ {FLOOR_TARGET:.1f}×",
+            _check(ratios["project_over_floor"], FLOOR_TARGET, at_most=True),
+        )
+    )
     return verdicts
 
 
@@ -549,6 +618,132 @@ def _latency_table(results: dict[str, Any]) -> list[str]:
     )
 
 
+def _per_item_us(run: dict[str, Any]) -> float:
+    return float(run["client_cpu_seconds"]) / float(run["items"]) * 1e6
+
+
+def _peer_row(label: str, who: str, runs: list[dict[str, Any]], base: Spread | None) -> list[str]:
+    wall = of(runs, "wall_seconds")
+    return [
+        label,
+        who,
+        _cell(wall),
+        _cell(of(runs, items_per_second), "{:,.0f}"),
+        _cell(of(runs, "client_cpu_seconds")),
+        _cell(of(runs, _per_item_us), "{:.0f}"),
+        _cell(of(runs, "graph_requests"), "{:.0f}"),
+        _cell(of(runs, "throttled"), "{:.0f}"),
+        _cell(of(runs, "max_in_flight"), "{:.0f}"),
+        _cell(of(runs, "wal_bytes"), "{:.1f}", 1 / MIB),
+        _cell(of(runs, "peak_rss_kb"), "{:.0f}", 1024 / MIB),
+        _ratio_text(_ratio(wall, base), "{:.2f}×"),
+    ]
+
+
+def _peer_tables(results: dict[str, Any]) -> list[str]:
+    section = results["peer"]
+    peer = section["peer"]
+    entry = section.get("size") or {}
+    latency = section.get("latency") or {}
+    size = entry.get("items", 0)
+    rows = []
+    for variant, label in (("initial", "initial sync"), ("resync", "unchanged re-sync")):
+        project = entry.get("project", {}).get(variant, [])
+        base = of(project, "wall_seconds")
+        text = f"{size:,} items, {label}"
+        rows.append(_peer_row(text, "project", project, base))
+        rows.append(
+            _peer_row(text, f"{peer} {section['peer_version']}", entry[peer][variant], base)
+        )
+    if latency:
+        project = latency.get("project", [])
+        base = of(project, "wall_seconds")
+        text = f"{latency['items']:,} items, {latency['latency_ms']:.0f} ms/request"
+        rows.append(_peer_row(text, "project", project, base))
+        rows.append(_peer_row(text, f"{peer} {section['peer_version']}", latency[peer], base))
+    lines = [
+        f"Identity throttle {section['identity_rps']:g} request/s per tenant in the simulator "
+        f"and in the project's pacing; {section['ca_policies']} conditional access policies and "
+        f"{section['named_locations']} named locations per tenant. The peer sends `$top` "
+        + ", ".join(
+            f"{top} to {n} collection(s)"
+            for top, n in sorted(
+                _count_values(section.get("tops", {})).items(), key=lambda kv: -kv[1]
+            )
+        )
+        + ". Client CPU includes reaped child processes.",
+        "",
+    ]
+    lines += _table(
+        [
+            "case",
+            "client",
+            "wall s",
+            "items/s",
+            "client CPU s",
+            "client CPU µs/item",
+            "Graph requests",
+            "of which 429",
+            "max in flight",
+            "WAL MiB",
+            "peak RSS MiB",
+            "wall ÷ project",
+        ],
+        rows,
+    )
+    if latency:
+        floor = latency["floor"]
+        unbounded = latency.get("floor_unbounded_batches", {})
+        ratios = peer_ratios(results)
+        rounds = ", ".join(f"{v} {n}" for v, n in floor["round_trips_by_version"].items())
+        lines += [
+            "",
+            "Graph's floor for the latency case (page chains as the simulator serves them at "
+            "the largest page size each endpoint accepts; ≤ 20 requests per `$batch`, one "
+            "batch per API version in flight; paced requests 1/rate apart; the simulator adds "
+            "no latency to token requests):",
+            "",
+        ]
+        lines += _table(
+            [
+                "floor s",
+                "bound by",
+                "unpaced round trips (per version)",
+                "unpaced s",
+                "paced requests",
+                "paced s",
+                "longest chain",
+                "requests",
+                "floor, unbounded batches s",
+                "project ÷ floor",
+                f"{peer} ÷ floor",
+            ],
+            [
+                [
+                    f"{floor['seconds']:.2f}",
+                    floor["bound_by"],
+                    rounds,
+                    f"{floor['unpaced_seconds']:.2f}",
+                    str(floor["paced_requests"]),
+                    f"{floor['paced_seconds']:.2f}",
+                    f"{floor['longest_chain']} ({floor['longest_chain_pages']} pages)",
+                    str(floor["requests"]),
+                    f"{unbounded.get('seconds', float('nan')):.2f}",
+                    _ratio_text(ratios["project_over_floor"], "{:.2f}×"),
+                    _ratio_text(ratios["peer_over_floor"], "{:.2f}×"),
+                ]
+            ],
+        )
+    return lines
+
+
+def _count_values(values: dict[str, Any]) -> dict[Any, int]:
+    counts: dict[Any, int] = {}
+    for value in values.values():
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
 def _target_dialect(dialect: str) -> str:
     """The targets are PostgreSQL's; SQLite's verdicts are shown for reference."""
     return _name(dialect) if dialect == "postgresql" else f"{_name(dialect)} (reference)"
@@ -601,6 +796,13 @@ def render(results: dict[str, Any]) -> str:
             "",
         ]
         lines += _latency_table(results)
+    if results.get("peer"):
+        lines += [
+            "",
+            f"### Peer: {results['peer']['peer']} rest_api pipeline and Graph's floor",
+            "",
+        ]
+        lines += _peer_tables(results)
     verdicts = [Verdict(**v) for v in results.get("targets", [])] or evaluate_targets(results)
     lines += ["", "### Targets", ""]
     lines += _table(

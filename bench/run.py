@@ -2,10 +2,13 @@
 
     python -m bench.run --sizes 20000,100000 --repeat 3        # what `make bench` runs
     python -m bench.run --smoke --out /tmp/results.json         # seconds; what CI runs
+    python -m bench.run --sections peer --peer dlt --repeat 3    # only the peer comparison
 
 Sections: `sync` (initial sync, fetch floor, unchanged re-syncs, memory), `naive`,
-`missing`, `latency`. Runs are strictly one after another: on a 2-core machine a timing
-taken while another benchmark runs would measure the contention.
+`missing`, `latency`, and `peer` when `--peer dlt` is given (our sync against a plain dlt
+`rest_api` pipeline and against Graph's latency floor, identity throttle on). Runs are
+strictly one after another: on a 2-core machine a timing taken while another benchmark runs
+would measure the contention.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from bench.latency import run_latency_section
 from bench.missing_scale import run_missing_section
+from bench.peer import PEERS, run_peer_section
 from bench.report import evaluate_targets, render, verdicts_as_dicts
 from bench.stack import (
     CpuMeter,
@@ -35,7 +39,7 @@ from bench.stack import (
 )
 from bench.throughput import run_naive_section, run_sync_section
 
-SECTIONS = ("sync", "naive", "missing", "latency")
+SECTIONS = ("sync", "naive", "missing", "latency", "peer")
 DIALECTS = ("postgresql", "sqlite")
 SMOKE = {
     "sizes": [300],
@@ -46,6 +50,11 @@ SMOKE = {
     "missing_items": 600,
     "missing_partition": 300,
     "latency_ms": 50.0,
+    "peer_size": 400,
+    "latency_tenant_size": 400,
+    "ca_policies": 3,
+    "named_locations": 2,
+    "identity_rps": 4.0,
 }
 
 
@@ -82,7 +91,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--missing-tenants", type=int, default=100)
     parser.add_argument("--missing-items", type=int, default=1_000_000)
     parser.add_argument("--missing-partition", type=int, default=100_000)
-    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument(
+        "--latency-ms", type=float, default=150.0, help="per Graph request, latency sections"
+    )
+    parser.add_argument(
+        "--peer",
+        choices=[*PEERS, "none"],
+        default="none",
+        help="compare with this peer (section `peer`; needs the bench extra)",
+    )
+    parser.add_argument("--peer-size", type=int, default=100_000, help="items, peer section")
+    parser.add_argument(
+        "--latency-tenant-size", type=int, default=5000, help="items, peer latency case"
+    )
+    parser.add_argument(
+        "--identity-rps",
+        type=float,
+        default=1.0,
+        help="identity throttle (simulator) and pacing (client) in the peer section",
+    )
+    parser.add_argument("--ca-policies", type=int, default=150, help="peer tenants (≤ 195)")
+    parser.add_argument("--named-locations", type=int, default=40, help="peer tenants")
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes, one repetition: proves it still runs"
@@ -93,6 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.peer == "none":
+        args.sections = [s for s in args.sections if s != "peer"]
+    elif "postgresql" not in args.dialects:
+        parser.error("--peer compares syncs into PostgreSQL: keep postgresql in --dialects")
     return args
 
 
@@ -176,6 +209,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 "missing_items": args.missing_items,
                 "missing_partition": args.missing_partition,
                 "latency_ms": args.latency_ms,
+                "peer": args.peer,
+                "peer_size": args.peer_size,
+                "latency_tenant_size": args.latency_tenant_size,
+                "identity_rps": args.identity_rps,
+                "ca_policies": args.ca_policies,
+                "named_locations": args.named_locations,
                 "smoke": args.smoke,
             },
         }
@@ -194,6 +233,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if "latency" in args.sections:
             results["latency"] = run_latency_section(
                 sim, factory, args.dialects, args.repeat, _log, latency_ms=args.latency_ms
+            )
+        if "peer" in args.sections:
+            results["peer"] = run_peer_section(
+                sim,
+                factory,
+                cpu,
+                peer=args.peer,
+                size=args.peer_size,
+                latency_size=args.latency_tenant_size,
+                latency_ms=args.latency_ms,
+                repeat=args.repeat,
+                identity_rps=args.identity_rps,
+                ca_policies=args.ca_policies,
+                named_locations=args.named_locations,
+                log=_log,
             )
     if "missing" in args.sections:
         with DatabaseFactory() as factory:

@@ -222,6 +222,13 @@ class DatabaseFactory:
             engine.dispose()
         return database
 
+    def create_empty(self, label: str) -> BenchDatabase:
+        """An empty PostgreSQL database (no migrations, no tenants) for a peer tool that
+        creates its own tables; the measured tool connects with the admin URL."""
+        database = self._create_postgresql(label)
+        self._created.append(database)
+        return database
+
     def _create_postgresql(self, label: str) -> BenchDatabase:
         name = f"{DATABASE_PREFIX}{label}_{uuid.uuid4().hex[:8]}"
         engine = autocommit_engine(self.server_url)
@@ -372,10 +379,13 @@ def checkpoint(database: BenchDatabase) -> None:
         _admin_statement(database, "PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def vacuum_analyze(database: BenchDatabase) -> None:
-    """What autovacuum would do between two nightly syncs (it is off on the bench server)."""
+def vacuum_analyze(database: BenchDatabase, *, all_tables: bool = False) -> None:
+    """What autovacuum would do between two nightly syncs (it is off on the bench server);
+    `all_tables` for a peer's database, whose tables are its own."""
     if database.is_postgresql:
-        _admin_statement(database, "VACUUM (ANALYZE) inventory_items")
+        _admin_statement(
+            database, "VACUUM (ANALYZE)" if all_tables else "VACUUM (ANALYZE) inventory_items"
+        )
     else:
         _admin_statement(database, "ANALYZE")
 

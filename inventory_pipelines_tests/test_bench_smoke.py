@@ -1,9 +1,14 @@
 """The benchmark suite still runs: `python -m bench.run --smoke` end to end, so `make bench`
 cannot rot between the (long) real runs. Tiny sizes, one repetition, two tenants for the
-missing computation, 50 ms of latency instead of 150; about 30 s on the 2-core machine."""
+missing computation, 50 ms of latency instead of 150; about 30 s on the 2-core machine.
+
+The peer section (our sync against a plain dlt pipeline and Graph's floor) runs in its own
+test at 400 items (about 50 s). It needs the `bench` extra, which `make install` installs:
+without dlt the test fails under CI=true and is skipped (reported by `-ra`) elsewhere."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -26,6 +31,9 @@ HEADINGS = (
     "### Latency-bound sync",
     "### Targets",
 )
+
+
+PEER_ITEMS = 400
 
 
 def _succeeded(runs: list[dict[str, Any]], items: int) -> None:
@@ -103,3 +111,72 @@ def test_bench_smoke_writes_a_result_file_with_every_section(tmp_path: Path) -> 
     assert all(set(t) == {"target", "dialect", "measured", "limit", "passed"} for t in targets)
     for heading in HEADINGS:
         assert heading in completed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_bench_smoke_peer_section_compares_with_dlt_and_the_floor(tmp_path: Path) -> None:
+    if importlib.util.find_spec("dlt") is None:
+        message = "dlt is not installed: pip install -e '.[bench]' (make install does)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {message}")
+        pytest.skip(message)
+    out = tmp_path / "results.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--smoke",
+            "--sections",
+            "peer",
+            "--peer",
+            "dlt",
+            "--dialects",
+            "postgresql",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "INVENTORY_BENCH_POSTGRES_URL": admin_url()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    peer = json.loads(out.read_text(encoding="utf-8"))["peer"]
+
+    assert peer["peer"] == "dlt"
+    assert peer["identity_rps"] > 0
+    assert "conditional_access_policies" in peer["paced_types"]
+    # $top=999 everywhere, except where the collection names a smaller cap in its 400.
+    assert set(peer["tops"].values()) <= {999, 200}
+    assert peer["tops"]["feature_update_profiles"] == 200
+    assert peer["tops"]["device_configurations"] == 999
+    size = peer["size"]
+    assert size["distribution"]["conditional_access_policies"] == 3
+    assert sum(size["distribution"].values()) == PEER_ITEMS
+    for who in ("project", "dlt"):
+        for variant in ("initial", "resync"):
+            runs = size[who][variant]
+            _succeeded(runs, PEER_ITEMS)
+            assert runs[0]["client_cpu_seconds"] > 0
+            assert runs[0]["graph_requests"] >= 41
+            assert runs[0]["wal_bytes"] > 0
+    assert size["project"]["resync"][0]["inserted"] == 0
+    assert len(size["dlt"]["initial"][0]["items_by_type"]) == 41
+
+    latency = peer["latency"]
+    floor = latency["floor"]
+    assert floor["paced_requests"] >= 2
+    assert floor["seconds"] >= floor["paced_seconds"] > 0
+    assert floor["requests"] == sum(c["pages"] for c in latency["chains"].values())
+    for who in ("project", "dlt"):
+        _succeeded(latency[who], PEER_ITEMS)
+        # No client beats the floor.
+        assert latency[who][0]["wall_seconds"] >= floor["seconds"]
+
+    assert "### Peer: dlt rest_api pipeline and Graph's floor" in completed.stdout
+    assert "faster than the dlt peer" in completed.stdout
+    assert "Graph's floor" in completed.stdout
