@@ -17,8 +17,9 @@ ThrottleClass = Literal["intune", "identity"]
 class PolicyType:
     """One Graph collection that inventory reads.
 
-    `max_top` is the largest `$top` the endpoint accepts (None: do not send `$top`);
-    `server_page_size` is what Graph returns without `$top` (the simulator honours it).
+    `max_top` is the largest `$top` the endpoint is believed to accept: the client starts
+    there and learns a smaller size from Graph's refusal (`page_size.py`); None: send no
+    `$top`. `server_page_size` is what Graph returns without `$top` (the simulator honours it).
     """
 
     key: str
@@ -50,7 +51,7 @@ def _intune(
 
 def _identity(key: str, path: str, label: str, *, version: ApiVersion = "v1.0") -> PolicyType:
     # Identity collections: small pages, 1 request/s per tenant, 429 without Retry-After.
-    return PolicyType(key, path, version, label, "displayName", None, 100, "identity")
+    return PolicyType(key, path, version, label, "displayName", 999, 100, "identity")
 
 
 _DM = "deviceManagement"
@@ -66,7 +67,6 @@ POLICY_TYPES: tuple[PolicyType, ...] = (
         f"{_DM}/configurationPolicies",
         "Settings catalog policies",
         name_field="name",
-        max_top=None,
         server_page_size=25,
     ),
     _intune(
@@ -74,7 +74,6 @@ POLICY_TYPES: tuple[PolicyType, ...] = (
         f"{_DM}/compliancePolicies",
         "Settings catalog compliance policies",
         name_field="name",
-        max_top=None,
         server_page_size=25,
     ),
     _intune(
