@@ -92,10 +92,10 @@ def top_limit(
 ) -> tuple[int | None, bool]:
     """`(limit, refused_above)` of an endpoint's `$top`, as Graph behaves (not as the client's
     registry believes): settings catalog and update profiles refuse more than their limit,
-    identity lists ignore `$top` (limit None), the other Intune lists clamp at 999."""
+    Entra ID lists ignore `$top` (limit None), the other Intune lists clamp at 999."""
     if policy_type.key in SETTINGS_CATALOG_TYPES:
         return settings_catalog_max_top, True
-    if policy_type.throttle_class == "identity":
+    if policy_type.entra:
         return None, False
     if policy_type.max_top is not None and policy_type.max_top < CLAMPED_MAX_TOP:
         return policy_type.max_top, True
