@@ -298,6 +298,13 @@ def missing_command(tenant_ref: str, selection_name: str, as_json: bool) -> None
     help="Requests/s per tenant for conditional-access types (429 without Retry-After); 0 = off.",
 )
 @click.option(
+    "--settings-catalog-max-top",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest $top the settings catalog lists take; more is a 400 naming the limit.",
+)
+@click.option(
     "--scenario",
     type=click.Path(exists=True, dir_okay=False),
     help="TOML/JSON file with tenants (seed, sizes) and faults to start with.",
@@ -308,6 +315,7 @@ def simulator_command(
     client_id: str,
     client_secret: str,
     identity_rps: float,
+    settings_catalog_max_top: int,
     scenario: str | None,
 ) -> None:
     """Run the Microsoft Graph simulator on loopback until Ctrl-C."""
@@ -318,6 +326,7 @@ def simulator_command(
             client_id=client_id,
             client_secret=client_secret,
             identity_requests_per_second=identity_rps,
+            settings_catalog_max_top=settings_catalog_max_top,
             scenario_path=scenario,
         )
     except (ValueError, OSError) as exc:

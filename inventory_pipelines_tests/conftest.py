@@ -49,3 +49,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             bold=True,
         )
         terminalreporter.write_line(bar, red=True, bold=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_page_size_memory() -> None:
+    """Each test starts from the registry's page sizes, as a new process would."""
+    from inventory_pipelines.graph.page_size import PROCESS_PAGE_SIZES
+
+    PROCESS_PAGE_SIZES.reset()

@@ -21,6 +21,7 @@ from inventory_pipelines.core.bulk_upsert import (
     upsert_sqlite,
 )
 from inventory_pipelines.core.errors import ErrorCode, InventoryError
+from inventory_pipelines.core.fast_json import canonical_dumps
 from inventory_pipelines.core.metadata import display_name_of, whitelist_metadata
 from inventory_pipelines.core.redaction import redact_value
 from inventory_pipelines.core.schema import items, sync_runs
@@ -74,16 +75,15 @@ class ObservedItem(NamedTuple):
     def build(
         cls, external_id: str, display_name: str | None, meta: dict[str, Any]
     ) -> ObservedItem:
-        return cls(external_id, display_name, _dumps(meta))
+        return cls(external_id, display_name, canonical_dumps(meta))
 
     @classmethod
     def from_graph(cls, item: Mapping[str, Any], name_field: str = "displayName") -> ObservedItem:
         return cls(
-            str(item["id"]), display_name_of(item, name_field), _dumps(whitelist_metadata(item))
+            str(item["id"]),
+            display_name_of(item, name_field),
+            canonical_dumps(whitelist_metadata(item), float_free=True),
         )
-
-
-_dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
 from inventory_pipelines.graph.fetch import PolicyTypeFetch, RetryWait
 from inventory_pipelines.graph.pacing import RequestPacer
+from inventory_pipelines.graph.page_size import PROCESS_PAGE_SIZES, PageSizeMemory, is_top_refusal
 from inventory_pipelines.graph.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.graph.responses import (
     CollectionPage,
@@ -48,9 +49,6 @@ from inventory_pipelines.graph.settings import GraphSettings
 
 DEFAULT_MAX_PAGES = 10_000
 DEFAULT_MAX_CONNECTIONS = 8
-DEFAULT_PAGE_SIZE = 250
-"""`$top` asked for where the endpoint allows it (capped by its own limit): pages this size
-keep a fetch's memory flat however large the tenant, at little cost in requests."""
 DEFAULT_IDENTITY_REQUESTS_PER_SECOND = 1.0
 """Graph's documented limit for conditional access and identity protection, per tenant."""
 
@@ -99,12 +97,13 @@ class GraphClient:
         max_pages: int = DEFAULT_MAX_PAGES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         identity_requests_per_second: float = DEFAULT_IDENTITY_REQUESTS_PER_SECOND,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        page_sizes: PageSizeMemory | None = None,
     ) -> None:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.max_pages = max_pages
-        self.page_size = page_size
+        self.page_sizes = PROCESS_PAGE_SIZES if page_sizes is None else page_sizes
+        """Accepted `$top` per policy type; by default shared by every client of the process."""
         self._identity_pacer = RequestPacer(identity_requests_per_second, sleep=sleep)
         self._logger = logger or project_logger(LOGGER_NAME)
         self._sleep = sleep
@@ -153,10 +152,21 @@ class GraphClient:
         """Pages of one policy type; nothing is requested until the result is iterated."""
         check_tenant_id(tenant_id)
         ptype = get_policy_type(policy_type) if isinstance(policy_type, str) else policy_type
+        top = self.page_sizes.top_for(ptype)
+        return PolicyTypeFetch(
+            tenant_id,
+            ptype,
+            self._first_page_url(ptype, top),
+            self._get_page,
+            max_pages=self.max_pages,
+            top=top,
+        )
+
+    def _first_page_url(self, ptype: PolicyType, top: int | None) -> str:
+        """The largest page the endpoint takes: each page is parsed and handed on, never kept,
+        so a bigger page costs no memory across the fetch and saves round trips."""
         url = f"{self.settings.base_url}{ptype.url_path()}"
-        if ptype.max_top is not None:
-            url = f"{url}?$top={min(ptype.max_top, self.page_size)}"
-        return PolicyTypeFetch(tenant_id, ptype, url, self._get_page, max_pages=self.max_pages)
+        return url if top is None else f"{url}?$top={top}"
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -212,8 +222,36 @@ class GraphClient:
                 tried_newer = tried_newer or not dropped
                 continue
             if outcome.final:
+                if self._narrow_page_size(fetch, url, outcome):
+                    url = fetch.first_url
+                    budget = RetryBudget(self.retry, self._random)
+                    continue
                 raise self._error(fetch, outcome, budget)
             self._wait_or_raise(fetch, budget, outcome, page=page, attempt=attempt)
+
+    def _narrow_page_size(self, fetch: PolicyTypeFetch, url: str, failure: _Failure) -> bool:
+        """A first page refused for its `$top`: learn a smaller size and ask again (True).
+
+        Only the first page carries our `$top`; later pages follow Graph's own next links.
+        """
+        if fetch.top is None or url != fetch.first_url:
+            return False
+        if not is_top_refusal(failure.status, failure.detail.message):
+            return False
+        refused = fetch.top
+        top = self.page_sizes.narrow(fetch.policy_type, refused, failure.detail.message)
+        fetch.narrow_first_page(top, self._first_page_url(fetch.policy_type, top))
+        self._log(
+            f"Graph refused $top={refused} for {fetch.policy_type.key} of tenant "
+            f"{fetch.tenant_id}; asking again with "
+            + (f"$top={top}" if top is not None else "no $top")
+            + " (remembered for this process)",
+            tenant=fetch.tenant_id,
+            policy_type=fetch.policy_type.key,
+            refused_top=refused,
+            top=top,
+        )
+        return True
 
     def _attempt(self, url: str, token: str, budget: RetryBudget) -> CollectionPage | _Failure:
         """One GET, classified: a page, or a failure saying whether it may be retried."""

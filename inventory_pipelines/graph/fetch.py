@@ -123,10 +123,13 @@ class PolicyTypeFetch:
         get_page: GetPage,
         *,
         max_pages: int,
+        top: int | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.policy_type = policy_type
         self.first_url = first_url
+        self.top = top
+        """`$top` on the first page (None: none); the next links carry it on."""
         self.max_pages = max_pages
         self.stats = FetchStats()
         self.completed = False
@@ -151,6 +154,11 @@ class PolicyTypeFetch:
         for page in self:
             yield from page.items
 
+    def narrow_first_page(self, top: int | None, url: str) -> None:
+        """Graph refused the page size: the first page is asked again, smaller."""
+        self.top = top
+        self.first_url = url
+
     def _fail(self, message: str) -> GraphError:
         return GraphError(
             f"{message} (policy type {self.policy_type.key}, tenant {self.tenant_id})",
@@ -159,7 +167,7 @@ class PolicyTypeFetch:
 
     def _pages(self) -> Iterator[Page]:
         started = time.monotonic()
-        seen_links = {self.first_url}
+        seen_links: set[str] = set()
         seen_ids: set[str] = set()
         url = self.first_url
         try:
@@ -167,6 +175,9 @@ class PolicyTypeFetch:
                 if self.stats.pages >= self.max_pages:
                     raise self._fail(f"gave up after {self.max_pages} pages (page cap)")
                 body = self._get_page(url, self, self.stats.pages + 1)
+                if self.stats.pages == 0:
+                    url = self.first_url  # as sent, after any narrowing of `$top`
+                seen_links.add(url)
                 page = self._page_from(body.value, seen_ids)
                 self.stats.elapsed = time.monotonic() - started
                 yield page

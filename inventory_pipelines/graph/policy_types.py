@@ -10,15 +10,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 ApiVersion = Literal["v1.0", "beta"]
-ThrottleClass = Literal["intune", "identity"]
+ThrottleClass = Literal["intune", "identity", "directory"]
+"""Which Graph service limits apply: Intune's (per tenant and app, `Retry-After` on 429);
+"identity", the "Identity protection and Conditional Access service limits" (1 request/s per
+tenant for all apps together, 429 without `Retry-After`), paced up front by the client;
+"directory", the other Entra ID collections, under Graph's general limits only."""
 
 
 @dataclass(frozen=True)
 class PolicyType:
     """One Graph collection that inventory reads.
 
-    `max_top` is the largest `$top` the endpoint accepts (None: do not send `$top`);
-    `server_page_size` is what Graph returns without `$top` (the simulator honours it).
+    `max_top` is the largest `$top` the endpoint is believed to accept: the client starts
+    there and learns a smaller size from Graph's refusal (`page_size.py`); None: send no
+    `$top`. `server_page_size` is what Graph returns without `$top` (the simulator honours it).
     """
 
     key: str
@@ -29,6 +34,11 @@ class PolicyType:
     max_top: int | None = 999
     server_page_size: int = 1000
     throttle_class: ThrottleClass = "intune"
+
+    @property
+    def entra(self) -> bool:
+        """An Entra ID collection (conditional access, terms of use), not an Intune one."""
+        return self.graph_path.startswith(("identity/", "identityGovernance/"))
 
     def url_path(self) -> str:
         """Path below the Graph base URL, e.g. `/beta/deviceManagement/intents`."""
@@ -48,9 +58,16 @@ def _intune(
     return PolicyType(key, path, version, label, name_field, max_top, server_page_size, "intune")
 
 
-def _identity(key: str, path: str, label: str, *, version: ApiVersion = "v1.0") -> PolicyType:
-    # Identity collections: small pages, 1 request/s per tenant, 429 without Retry-After.
-    return PolicyType(key, path, version, label, "displayName", None, 100, "identity")
+def _entra(
+    key: str,
+    path: str,
+    label: str,
+    *,
+    version: ApiVersion = "v1.0",
+    throttle_class: ThrottleClass = "directory",
+) -> PolicyType:
+    # Entra ID collections: pages of 100 by default.
+    return PolicyType(key, path, version, label, "displayName", 999, 100, throttle_class)
 
 
 _DM = "deviceManagement"
@@ -66,7 +83,6 @@ POLICY_TYPES: tuple[PolicyType, ...] = (
         f"{_DM}/configurationPolicies",
         "Settings catalog policies",
         name_field="name",
-        max_top=None,
         server_page_size=25,
     ),
     _intune(
@@ -74,7 +90,6 @@ POLICY_TYPES: tuple[PolicyType, ...] = (
         f"{_DM}/compliancePolicies",
         "Settings catalog compliance policies",
         name_field="name",
-        max_top=None,
         server_page_size=25,
     ),
     _intune(
@@ -177,25 +192,33 @@ POLICY_TYPES: tuple[PolicyType, ...] = (
     _intune("mobile_apps", f"{_DAM}/mobileApps", "Mobile apps"),
     _intune("policy_sets", f"{_DAM}/policySets", "Policy sets"),
     _intune("vpp_tokens", f"{_DAM}/vppTokens", "Apple VPP tokens"),
-    _identity(
+    # Graph documents 1 request/s per tenant (all apps together, 429 without Retry-After) for
+    # these two only, in "Identity protection and Conditional Access service limits" of the
+    # "Microsoft Graph service-specific throttling limits" page (conditionalAccessPolicy,
+    # namedLocation); the other Entra ID collections below are not on that list.
+    _entra(
         "conditional_access_policies",
         "identity/conditionalAccess/policies",
         "Conditional access policies",
+        throttle_class="identity",
     ),
-    _identity("named_locations", "identity/conditionalAccess/namedLocations", "Named locations"),
-    _identity(
+    _entra(
+        "named_locations",
+        "identity/conditionalAccess/namedLocations",
+        "Named locations",
+        throttle_class="identity",
+    ),
+    _entra(
         "authentication_strengths",
         "identity/conditionalAccess/authenticationStrength/policies",
         "Authentication strengths",
     ),
-    _identity(
+    _entra(
         "authentication_contexts",
         "identity/conditionalAccess/authenticationContextClassReferences",
         "Authentication contexts",
     ),
-    _identity(
-        "terms_of_use", "identityGovernance/termsOfUse/agreements", "Terms of use agreements"
-    ),
+    _entra("terms_of_use", "identityGovernance/termsOfUse/agreements", "Terms of use agreements"),
 )
 
 POLICY_TYPES_BY_KEY: dict[str, PolicyType] = {p.key: p for p in POLICY_TYPES}

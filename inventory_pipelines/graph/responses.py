@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from inventory_pipelines.core import fast_json
+
 REQUEST_ID_HEADERS = ("request-id", "x-ms-request-id", "client-request-id")
 _MAX_MESSAGE_CHARS = 500
 
@@ -31,7 +33,7 @@ class CollectionPage:
 def parse_collection_page(content: bytes) -> CollectionPage:
     """Parse one page; tolerate annotations anywhere, require a list `value`."""
     try:
-        body = json.loads(content)
+        body = fast_json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidBodyError(f"body is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(body, dict):
@@ -114,7 +116,7 @@ def parse_error_body(content: bytes, headers: Mapping[str, str] | None = None) -
             if request_id:
                 break
     try:
-        body = json.loads(content) if content else None
+        body = fast_json.loads(content) if content else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None

@@ -112,11 +112,16 @@ def control_routes(state: SimulatorState) -> list[Route]:
         return {
             "expires_in": options.token_expires_in,
             "identity_requests_per_second": options.identity_requests_per_second,
+            "settings_catalog_max_top": options.settings_catalog_max_top,
         }
 
     async def set_options(request: Request) -> dict[str, Any]:
         body = await _object_body(request)
-        unknown = set(body) - {"expires_in", "identity_requests_per_second"}
+        unknown = set(body) - {
+            "expires_in",
+            "identity_requests_per_second",
+            "settings_catalog_max_top",
+        }
         if unknown:
             raise ControlError(f"unknown option(s): {', '.join(sorted(unknown))}")
         expires_in = body.get("expires_in")
@@ -132,6 +137,7 @@ def control_routes(state: SimulatorState) -> list[Route]:
         state.set_options(
             expires_in=expires_in,
             identity_requests_per_second=float(rps) if rps is not None else None,
+            settings_catalog_max_top=body.get("settings_catalog_max_top"),
         )
         return await get_options(request)
 

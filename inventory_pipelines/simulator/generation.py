@@ -375,7 +375,7 @@ def shape_for(policy_type: PolicyType) -> TypeShape:
     """The item shape of a registry type (a plain Intune shape when nothing special applies)."""
     if policy_type.key in SHAPES:
         return SHAPES[policy_type.key]
-    return _IDENTITY_DEFAULT if policy_type.throttle_class == "identity" else _DEFAULT_SHAPE
+    return _IDENTITY_DEFAULT if policy_type.entra else _DEFAULT_SHAPE
 
 
 def seed_for_tenant(tenant_id: str) -> int:

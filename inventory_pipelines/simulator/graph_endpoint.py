@@ -204,7 +204,11 @@ class GraphEndpoint:
         try:
             if skiptoken is None:
                 cursor = None
-                page_size = page_size_for(policy_type, request.query_params.get("$top"))
+                page_size = page_size_for(
+                    policy_type,
+                    request.query_params.get("$top"),
+                    self.state.options.settings_catalog_max_top,
+                )
             else:
                 cursor = decode_skiptoken(skiptoken, token_scope)
                 page_size = cursor.page_size

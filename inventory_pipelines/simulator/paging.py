@@ -21,6 +21,11 @@ from inventory_pipelines.graph.policy_types import PolicyType
 CLAMPED_MAX_TOP = 999
 """Endpoints without a hard `$top` cap silently clamp larger values to this."""
 
+DEFAULT_SETTINGS_CATALOG_MAX_TOP = 100
+"""Settings catalog lists (25 per page by default) refuse a larger `$top` with a 400."""
+
+SETTINGS_CATALOG_TYPES = frozenset({"settings_catalog_policies", "settings_catalog_compliance"})
+
 _TOKEN_MAGIC = b"SIM1"
 _TOKEN_FORMAT = ">4sIIIIIIB"
 _FLAG_DUPLICATE = 1
@@ -82,10 +87,37 @@ def decode_skiptoken(token: str, scope: int) -> Cursor:
     return Cursor(version, offset, size, empties, bool(flags & _FLAG_DUPLICATE), missing)
 
 
-def page_size_for(policy_type: PolicyType, top: str | None) -> int:
+def top_limit(
+    policy_type: PolicyType, settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP
+) -> tuple[int | None, bool]:
+    """`(limit, refused_above)` of an endpoint's `$top`, as Graph behaves (not as the client's
+    registry believes): settings catalog and update profiles refuse more than their limit,
+    Entra ID lists ignore `$top` (limit None), the other Intune lists clamp at 999."""
+    if policy_type.key in SETTINGS_CATALOG_TYPES:
+        return settings_catalog_max_top, True
+    if policy_type.entra:
+        return None, False
+    if policy_type.max_top is not None and policy_type.max_top < CLAMPED_MAX_TOP:
+        return policy_type.max_top, True
+    return CLAMPED_MAX_TOP, False
+
+
+def top_exceeded_message(limit: int, value: int | str) -> str:
+    """Graph's own wording, which the client parses for the limit."""
+    return (
+        f"The limit of '{limit}' for Top query has been exceeded. "
+        f"The value from the incoming request is '{value}'."
+    )
+
+
+def page_size_for(
+    policy_type: PolicyType,
+    top: str | None,
+    settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP,
+) -> int:
     """Page size for a first request: `$top` is honoured, clamped, ignored or rejected."""
-    if top is None or policy_type.max_top is None:
-        # Endpoints that do not take $top from our client page at their own size.
+    limit, refused_above = top_limit(policy_type, settings_catalog_max_top)
+    if top is None or limit is None:
         return policy_type.server_page_size
     try:
         value = int(top)
@@ -99,12 +131,20 @@ def page_size_for(policy_type: PolicyType, top: str | None) -> int:
             f"Invalid value '{top}' for $top query option found. "
             "The $top query option requires a positive integer value."
         )
-    if policy_type.max_top < CLAMPED_MAX_TOP and value > policy_type.max_top:
-        raise PagingError(
-            f"The limit of '{policy_type.max_top}' for Top query has been exceeded. "
-            f"The value from the incoming request is '{value}'."
-        )
-    return min(value, policy_type.max_top, CLAMPED_MAX_TOP)
+    if refused_above and value > limit:
+        raise PagingError(top_exceeded_message(limit, value))
+    return min(value, limit)
+
+
+def learned_page_size(
+    policy_type: PolicyType, settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP
+) -> int:
+    """The page size a client ends up with once it has learned the endpoint's `$top` limit."""
+    if policy_type.max_top is None:
+        return policy_type.server_page_size
+    limit, _ = top_limit(policy_type, settings_catalog_max_top)
+    top = policy_type.max_top if limit is None else min(policy_type.max_top, limit)
+    return page_size_for(policy_type, str(top), settings_catalog_max_top)
 
 
 def next_link(base_url: str, path: str, query: Sequence[tuple[str, str]], token: str) -> str:

@@ -5,6 +5,7 @@ Shape::
     [options]                      # optional
     expires_in = 3599
     identity_requests_per_second = 1.0
+    settings_catalog_max_top = 100 # larger `$top` on settings catalog: 400 naming the limit
 
     [tenants."<tenant guid>"]      # any number of tenants
     seed = 42                      # optional: data seed (default derived from the tenant id)
@@ -62,13 +63,21 @@ def apply_options(state: SimulatorState, scenario: Mapping[str, Any]) -> None:
     if unknown:
         raise ScenarioError(f"unknown scenario section(s): {', '.join(sorted(unknown))}")
     options = scenario.get("options") or {}
-    bad_options = set(options) - {"expires_in", "identity_requests_per_second"}
+    bad_options = set(options) - {
+        "expires_in",
+        "identity_requests_per_second",
+        "settings_catalog_max_top",
+    }
     if bad_options:
         raise ScenarioError(f"unknown option(s): {', '.join(sorted(bad_options))}")
-    state.set_options(
-        expires_in=options.get("expires_in"),
-        identity_requests_per_second=options.get("identity_requests_per_second"),
-    )
+    try:
+        state.set_options(
+            expires_in=options.get("expires_in"),
+            identity_requests_per_second=options.get("identity_requests_per_second"),
+            settings_catalog_max_top=options.get("settings_catalog_max_top"),
+        )
+    except ValueError as exc:
+        raise ScenarioError(f"options: {exc}") from exc
 
 
 def apply_tenants(state: SimulatorState, tenants: Mapping[str, Mapping[str, Any]]) -> None:

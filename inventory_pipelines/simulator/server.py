@@ -20,6 +20,7 @@ import uvicorn
 
 from inventory_pipelines.simulator.app import create_app
 from inventory_pipelines.simulator.control import SimulatorControl
+from inventory_pipelines.simulator.paging import DEFAULT_SETTINGS_CATALOG_MAX_TOP
 from inventory_pipelines.simulator.scenario import apply_options, apply_tenants, load_scenario
 from inventory_pipelines.simulator.state import SimulatorOptions, SimulatorState
 from inventory_pipelines.simulator.tokens import SIMULATOR_CLIENT_ID, SIMULATOR_CLIENT_SECRET
@@ -86,6 +87,7 @@ def build_state(
     client_id: str = SIMULATOR_CLIENT_ID,
     client_secret: str = SIMULATOR_CLIENT_SECRET,
     identity_requests_per_second: float = 1.0,
+    settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP,
     token_expires_in: int = 3599,
     tenants: Mapping[str, Mapping[str, Any]] | None = None,
     scenario_path: str | Path | None = None,
@@ -97,6 +99,7 @@ def build_state(
             client_secret=client_secret,
             token_expires_in=token_expires_in,
             identity_requests_per_second=identity_requests_per_second,
+            settings_catalog_max_top=settings_catalog_max_top,
         )
     )
     scenario = load_scenario(scenario_path) if scenario_path is not None else None
@@ -131,6 +134,7 @@ class SimulatorServer:
         client_id: str = SIMULATOR_CLIENT_ID,
         client_secret: str = SIMULATOR_CLIENT_SECRET,
         identity_requests_per_second: float = 1.0,
+        settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP,
         token_expires_in: int = 3599,
         tenants: Mapping[str, Mapping[str, Any]] | None = None,
         scenario_path: str | Path | None = None,
@@ -144,6 +148,7 @@ class SimulatorServer:
             client_id=client_id,
             client_secret=client_secret,
             identity_requests_per_second=identity_requests_per_second,
+            settings_catalog_max_top=settings_catalog_max_top,
             token_expires_in=token_expires_in,
             tenants=tenants,
             scenario_path=scenario_path,
@@ -231,6 +236,7 @@ def serve(
     client_id: str = SIMULATOR_CLIENT_ID,
     client_secret: str = SIMULATOR_CLIENT_SECRET,
     identity_requests_per_second: float = 1.0,
+    settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP,
     token_expires_in: int = 3599,
     tenants: Mapping[str, Mapping[str, Any]] | None = None,
     scenario_path: str | Path | None = None,
@@ -241,6 +247,7 @@ def serve(
         client_id=client_id,
         client_secret=client_secret,
         identity_requests_per_second=identity_requests_per_second,
+        settings_catalog_max_top=settings_catalog_max_top,
         token_expires_in=token_expires_in,
         tenants=tenants,
         scenario_path=scenario_path,

@@ -10,6 +10,7 @@ from typing import Any
 
 from inventory_pipelines.simulator.counters import RequestCounters
 from inventory_pipelines.simulator.faults import FaultRegistry, FaultRule, TokenBucket
+from inventory_pipelines.simulator.paging import DEFAULT_SETTINGS_CATALOG_MAX_TOP
 from inventory_pipelines.simulator.store import DataStore, TenantConfig
 from inventory_pipelines.simulator.tokens import (
     SIMULATOR_CLIENT_ID,
@@ -27,6 +28,8 @@ class SimulatorOptions:
     token_expires_in: int = 3599
     identity_requests_per_second: float = 1.0
     """Entra ID's conditional-access limit per tenant (429 without Retry-After); 0 disables."""
+    settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP
+    """Largest `$top` the settings catalog lists take; more is a 400 naming the limit."""
 
 
 class SimulatorState:
@@ -49,7 +52,19 @@ class SimulatorState:
         *,
         expires_in: int | None = None,
         identity_requests_per_second: float | None = None,
+        settings_catalog_max_top: int | None = None,
     ) -> None:
+        if settings_catalog_max_top is not None:
+            if (
+                isinstance(settings_catalog_max_top, bool)
+                or not isinstance(settings_catalog_max_top, int)
+                or settings_catalog_max_top < 1
+            ):
+                raise ValueError(
+                    "settings_catalog_max_top must be a positive integer, "
+                    f"got {settings_catalog_max_top!r}"
+                )
+            self.options = replace(self.options, settings_catalog_max_top=settings_catalog_max_top)
         if expires_in is not None:
             self.options = replace(self.options, token_expires_in=expires_in)
         if identity_requests_per_second is not None:

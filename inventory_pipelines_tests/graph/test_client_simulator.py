@@ -22,17 +22,19 @@ import pytest
 from inventory_pipelines.core.errors import ErrorCode, GraphError
 from inventory_pipelines.graph.client import GraphClient, ReadOnlyViolationError
 from inventory_pipelines.graph.fetch import PolicyTypeFetch
+from inventory_pipelines.graph.page_size import PageSizeMemory
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.simulator import SimulatorServer
+from inventory_pipelines.simulator.paging import SETTINGS_CATALOG_TYPES, top_exceeded_message
 
 FAST = RetryPolicy(
     max_attempts=4, base_delay=0.01, max_delay=0.05, max_total_wait=10, max_invalid_body_retries=2
 )
 SIZES = {
-    "device_configurations": 600,  # $top=250: 3 pages
-    "settings_catalog_policies": 60,  # no $top, 25 per page: 3 pages
+    "device_configurations": 2500,  # $top=999: 3 pages
+    "settings_catalog_policies": 250,  # $top=999 refused, 100 learned: 3 pages
     "feature_update_profiles": 450,  # $top=200: 3 pages
     "conditional_access_policies": 250,  # identity class, 100 per page: 3 pages
     "mobile_apps": 0,
@@ -88,9 +90,20 @@ def recorder() -> RecordingTransport:
     return RecordingTransport()
 
 
+def learned_memory() -> PageSizeMemory:
+    """Page sizes as a process has them after its first settings catalog page: the request
+    counts below are then those of the fault under test, not of learning `$top`."""
+    memory = PageSizeMemory()
+    for key in SETTINGS_CATALOG_TYPES:
+        memory.narrow(get_policy_type(key), 999, top_exceeded_message(100, 999))
+    return memory
+
+
 @pytest.fixture
 def client(sim: SimulatorServer, recorder: RecordingTransport) -> Iterator[GraphClient]:
-    with GraphClient(settings_for(sim), retry=FAST, transport=recorder) as graph_client:
+    with GraphClient(
+        settings_for(sim), retry=FAST, transport=recorder, page_sizes=learned_memory()
+    ) as graph_client:
         yield graph_client
 
 
@@ -572,3 +585,27 @@ def test_no_secret_or_token_on_any_error_path(
     assert sim.client_secret not in exposed
     for token in recorder.tokens:
         assert token not in exposed
+
+
+# -- page size --------------------------------------------------------------------------------
+
+
+def test_the_settings_catalog_limit_is_learned_on_the_first_page(
+    sim: SimulatorServer, recorder: RecordingTransport, tenant: str
+) -> None:
+    memory = PageSizeMemory()
+    with GraphClient(
+        settings_for(sim), retry=FAST, transport=recorder, page_sizes=memory
+    ) as graph_client:
+        first = graph_client.fetch(tenant, CATALOG)
+        assert first.top == 999
+        assert sorted(i["id"] for i in drain(first)) == truth(sim, tenant, CATALOG)
+        assert (first.top, first.stats.pages, first.stats.requests) == (100, 3, 4)
+        assert first.stats.waits == []
+        second = graph_client.fetch(tenant, CATALOG)
+        assert second.top == 100
+        drain(second)
+        assert second.stats.requests == 3
+    assert requests_for(sim, tenant, CATALOG) == 7
+    assert sim.control.counters()["by_status"]["400"] == 1
+    assert memory.learned() == {CATALOG: 100}

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError, ValidationError
-from inventory_pipelines.graph.client import DEFAULT_PAGE_SIZE, USER_AGENT, ReadOnlyViolationError
+from inventory_pipelines.graph.client import USER_AGENT, ReadOnlyViolationError
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines_tests.graph.mock_graph import (
@@ -30,7 +30,7 @@ from inventory_pipelines_tests.graph.mock_graph import (
 )
 
 DC = "/beta/deviceManagement/deviceConfigurations"
-DEFAULT_TOP = min(get_policy_type("device_configurations").max_top or 0, DEFAULT_PAGE_SIZE)
+DEFAULT_TOP = get_policy_type("device_configurations").max_top
 DC_FIRST = f"{DC}?$top={DEFAULT_TOP}"
 
 
@@ -65,13 +65,15 @@ def test_follows_next_links_to_the_end_and_sends_top() -> None:
 @pytest.mark.parametrize(
     ("key", "expected_query"),
     [
-        ("settings_catalog_policies", ""),
+        ("settings_catalog_policies", "$top=999"),
         ("feature_update_profiles", "$top=200"),
-        ("conditional_access_policies", ""),
-        ("mobile_apps", f"$top={DEFAULT_TOP}"),
+        ("conditional_access_policies", "$top=999"),
+        ("mobile_apps", "$top=999"),
     ],
 )
-def test_top_is_sent_only_where_the_registry_allows_it(key: str, expected_query: str) -> None:
+def test_top_starts_at_the_largest_size_the_registry_believes_in(
+    key: str, expected_query: str
+) -> None:
     ptype = get_policy_type(key)
     graph = MockGraph().on(ptype.url_path(), page(items("x", 1)))
     fetch_all(graph, key)

@@ -1,4 +1,5 @@
-"""Identity endpoints are paced per tenant, so Graph's 1 request/s rule causes no 429s."""
+"""Conditional access endpoints are paced per tenant, so Graph's 1 request/s rule causes no
+429s; Entra ID collections outside that documented limit are not slowed down."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.pacing import RequestPacer
+from inventory_pipelines.graph.policy_types import POLICY_TYPES, get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.simulator import (
@@ -17,13 +19,8 @@ from inventory_pipelines.simulator import (
 )
 
 TENANT = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
-IDENTITY_TYPES = [
-    "conditional_access_policies",
-    "named_locations",
-    "authentication_strengths",
-    "authentication_contexts",
-    "terms_of_use",
-]
+IDENTITY_TYPES = ["conditional_access_policies", "named_locations"]
+UNPACED_ENTRA_TYPES = ["authentication_strengths", "authentication_contexts", "terms_of_use"]
 
 
 class FakeTime:
@@ -53,6 +50,32 @@ def test_pacer_zero_disables() -> None:
     assert [pacer.wait("a") for _ in range(5)] == [0.0] * 5
     with pytest.raises(ValueError):
         RequestPacer(-1)
+
+
+def test_only_the_documented_conditional_access_types_are_paced() -> None:
+    paced = sorted(t.key for t in POLICY_TYPES if t.throttle_class == "identity")
+    assert paced == sorted(IDENTITY_TYPES)
+    for key in UNPACED_ENTRA_TYPES:
+        assert get_policy_type(key).throttle_class == "directory"
+        assert get_policy_type(key).entra
+
+
+def test_unpaced_entra_types_fetch_without_waiting(sim: SimulatorServer) -> None:
+    sim.control.set_options(identity_requests_per_second=1)
+    sim.control.configure_tenant(TENANT, seed=1, default_size=150)
+    settings = GraphSettings(
+        client_id=SIMULATOR_CLIENT_ID,
+        client_secret=SIMULATOR_CLIENT_SECRET,
+        base_url=sim.base_url,
+        authority_url=sim.base_url,
+    )
+    with GraphClient(settings, retry=RetryPolicy(max_attempts=1)) as client:
+        for key in UNPACED_ENTRA_TYPES:
+            fetch = client.fetch(TENANT, key)
+            assert sum(len(page.items) for page in fetch) == 150
+            assert fetch.stats.pages == 2  # 100 per page: two requests within one second
+            assert fetch.stats.pacing_wait_seconds == 0.0
+    assert "429" not in sim.control.counters()["by_status"]
 
 
 def test_paced_identity_fetches_are_never_throttled(sim: SimulatorServer) -> None:

@@ -55,7 +55,9 @@ def store(engine: Engine, sim: SimulatorServer) -> InventoryStore:
     add_tenant(engine, TENANT, "Contoso")
     add_tenant(engine, OTHER_TENANT, "Fabrikam")
     sim.control.configure_tenant(
-        TENANT, seed=7, sizes={"settings_catalog_policies": 60, "mobile_apps": 230, "scope_tags": 3}
+        TENANT,
+        seed=7,
+        sizes={"settings_catalog_policies": 260, "mobile_apps": 230, "scope_tags": 3},
     )
     return InventoryStore(engine)
 
@@ -87,10 +89,13 @@ def test_sync_matches_ground_truth_and_resync_is_idempotent(
         assert first.types[policy_type].counts.inserted == len(expected)
         total += len(expected)
     assert first.items_observed == first.items_inserted == total > 290
-    assert first.types["settings_catalog_policies"].pages == 3  # 60 items, 25 per page
+    catalog = first.types["settings_catalog_policies"]
+    # 260 items: $top=999 refused, 100 learned and kept for the process: 3 pages, 4 requests.
+    assert (catalog.pages, catalog.requests) == (3, 4)
 
     second = sync_partition(store, client, TENANT, SELECTION)
     assert second.status == "success"
+    assert second.types["settings_catalog_policies"].requests == 3
     assert (second.items_observed, second.items_inserted, second.items_updated) == (total, 0, 0)
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(items_table)).scalar_one() == total

@@ -30,7 +30,7 @@ from inventory_pipelines.simulator import SimulatorServer
 TENANT = "5b7e0c2d-3f4a-4b8c-9d1e-2f3a4b5c6d7e"
 CATALOG = "settings_catalog_policies"
 SIZES = {
-    CATALOG: 60,  # no $top, 25 per page: 3 pages, so faults can strike mid-listing
+    CATALOG: 60,  # limit 25 (below), so 3 pages: faults can strike mid-listing
     "feature_update_profiles": 30,  # update profiles: $top capped at 200
     "compliance_policies": 30,
     "device_configurations": 30,
@@ -44,8 +44,13 @@ Truth = dict[str, dict[str, dict[str, Any]]]
 """policy type -> external id -> the item as a complete, fault-free listing returns it."""
 
 
+CATALOG_MAX_TOP = 25
+"""The settings catalog's `$top` limit here: the client learns it on the first page."""
+
+
 def configure_tenant(sim: SimulatorServer, tenant_id: str = TENANT) -> None:
     sim.control.configure_tenant(tenant_id, seed=23, sizes=SIZES)
+    sim.control.set_options(settings_catalog_max_top=CATALOG_MAX_TOP)
 
 
 def ground_truth(sim: SimulatorServer, tenant_id: str = TENANT) -> Truth:

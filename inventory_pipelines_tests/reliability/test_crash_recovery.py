@@ -25,11 +25,11 @@ from sqlalchemy import Engine
 from inventory_pipelines.core.selection import Selection, validate_payload
 from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.core.tenants import add_tenant
-from inventory_pipelines.graph.client import DEFAULT_PAGE_SIZE, GraphClient
+from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.sync import SyncOptions, sync_partition
 from inventory_pipelines.simulator import SimulatorServer
-from inventory_pipelines.simulator.paging import page_size_for
+from inventory_pipelines.simulator.paging import learned_page_size
 from inventory_pipelines_tests.reliability.ground_truth import (
     duplicate_rows,
     expected_rows,
@@ -40,8 +40,8 @@ from inventory_pipelines_tests.reliability.ground_truth import (
 from inventory_pipelines_tests.reliability.sync_process import SyncProcess, SyncProcessConfig
 
 TENANT = "c4a5b6d7-e8f9-4a0b-9c1d-2e3f4a5b6c7d"
-# Settings catalog pages by 25 (several batches of 25), mobile apps by 999 (big batches whose
-# upsert takes a while), scope tags in one small page.
+# Settings catalog pages by 25 (its `$top` limit here: several batches of 25), mobile apps by
+# 999 (big batches whose upsert takes a while), scope tags in one small page.
 SIZES = {"settings_catalog_policies": 125, "mobile_apps": 1400, "scope_tags": 4}
 TYPES = list(SIZES)
 SELECTION = Selection("reliability", validate_payload({"policy_types": TYPES}))
@@ -49,6 +49,7 @@ BATCH_SIZE = 25
 LEASE_SECONDS = 0.75
 HEARTBEAT_SECONDS = 0.15
 LATENCY_MS = 60
+CATALOG_MAX_TOP = 25
 SEED = 20260127
 # How late the recovering sync may succeed after the kill, beyond the lease: one sync, a poll
 # interval and a loaded two-core machine.
@@ -94,10 +95,7 @@ def client(sim: SimulatorServer) -> Iterator[GraphClient]:
 
 
 def page_size(policy_type: str) -> int:
-    ptype = get_policy_type(policy_type)
-    return page_size_for(
-        ptype, None if ptype.max_top is None else str(min(ptype.max_top, DEFAULT_PAGE_SIZE))
-    )
+    return learned_page_size(get_policy_type(policy_type), CATALOG_MAX_TOP)
 
 
 def listings(sim: SimulatorServer) -> dict[str, list[dict[str, Any]]]:
@@ -174,6 +172,7 @@ def test_killed_syncs_recover_with_whole_batches_and_ground_truth(
     began = time.monotonic()
     add_tenant(engine, TENANT, "Crashy")
     sim.control.configure_tenant(TENANT, seed=31, sizes=SIZES)
+    sim.control.set_options(settings_catalog_max_top=CATALOG_MAX_TOP)
     store = InventoryStore(engine, lease=timedelta(seconds=LEASE_SECONDS))
     plan = kill_plan(SEED)
 

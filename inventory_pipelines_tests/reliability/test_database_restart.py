@@ -36,11 +36,11 @@ from inventory_pipelines.core.migrations import upgrade
 from inventory_pipelines.core.selection import Selection, validate_payload
 from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.core.tenants import add_tenant
-from inventory_pipelines.graph.client import DEFAULT_PAGE_SIZE, GraphClient
+from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.sync import SyncOptions, SyncSummary, sync_partition
 from inventory_pipelines.simulator import SimulatorServer
-from inventory_pipelines.simulator.paging import page_size_for
+from inventory_pipelines.simulator.paging import learned_page_size
 from inventory_pipelines_tests.reliability.ground_truth import (
     duplicate_rows,
     expected_rows,
@@ -203,9 +203,7 @@ def _assert_whole_pages(engine: Engine, sim: SimulatorServer, run_id: int) -> di
     seen = _items_of_run(engine, run_id)
     for policy_type in TYPES:
         ptype = get_policy_type(policy_type)
-        size = page_size_for(
-            ptype, None if ptype.max_top is None else str(min(ptype.max_top, DEFAULT_PAGE_SIZE))
-        )
+        size = learned_page_size(ptype)
         ids = [item["id"] for item in sim.control.items(TENANT, policy_type)]
         for start in range(0, len(ids), size):
             page = set(ids[start : start + size])

@@ -89,9 +89,13 @@ def test_options_round_trip_and_validation(sim: SimulatorServer) -> None:
     assert sim.control.set_options(expires_in=120, identity_requests_per_second=2.5) == {
         "expires_in": 120,
         "identity_requests_per_second": 2.5,
+        "settings_catalog_max_top": 100,
     }
+    assert sim.control.set_options(settings_catalog_max_top=50)["settings_catalog_max_top"] == 50
     with pytest.raises(SimulatorControlError):
         sim.control.set_options(expires_in=-1)
+    with pytest.raises(SimulatorControlError):
+        sim.control.set_options(settings_catalog_max_top=0)
 
 
 @pytest.mark.parametrize(

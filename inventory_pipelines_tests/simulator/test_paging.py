@@ -8,7 +8,7 @@ import pytest
 
 from inventory_pipelines.graph.policy_types import POLICY_TYPES, PolicyType, get_policy_type
 from inventory_pipelines.simulator import SimulatorServer
-from inventory_pipelines.simulator.paging import page_style
+from inventory_pipelines.simulator.paging import SETTINGS_CATALOG_TYPES, page_style, top_limit
 from inventory_pipelines_tests.simulator.graph_http import (
     TENANT_A,
     TENANT_B,
@@ -36,12 +36,26 @@ def test_full_listing_equals_ground_truth(sim: SimulatorServer, policy_type: Pol
     assert all(item["id"] and policy_type.name_field in item for item in items)
 
 
-def test_settings_catalog_pages_of_25_and_ignores_top(sim: SimulatorServer) -> None:
-    sim.control.configure_tenant(TENANT_A, sizes={"settings_catalog_policies": 60})
+@pytest.mark.parametrize("key", sorted(SETTINGS_CATALOG_TYPES))
+def test_settings_catalog_pages_of_25_and_honours_top_up_to_its_limit(
+    sim: SimulatorServer, key: str
+) -> None:
+    sim.control.configure_tenant(TENANT_A, sizes={key: 160})
     with graph_client(sim, TENANT_A) as client:
-        assert _sizes(list_pages(client, "settings_catalog_policies")) == [25, 25, 10]
-        top_5 = list_pages(client, "settings_catalog_policies", {"$top": "5"})
-    assert _sizes(top_5) == [25, 25, 10]
+        assert _sizes(list_pages(client, key)) == [25] * 6 + [10]
+        assert _sizes(list_pages(client, key, {"$top": "60"})) == [60, 60, 40]
+        assert _sizes(list_pages(client, key, {"$top": "100"})) == [100, 60]
+        response = client.get(url_of(key), params={"$top": "999"})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "BadRequest"
+        assert error["message"] == (
+            "The limit of '100' for Top query has been exceeded. "
+            "The value from the incoming request is '999'."
+        )
+        sim.control.set_options(settings_catalog_max_top=50)
+        refused = client.get(url_of(key), params={"$top": "60"}).json()["error"]["message"]
+        assert refused.startswith("The limit of '50' for Top query has been exceeded.")
 
 
 def test_top_is_honoured_and_sticks_to_every_page(sim: SimulatorServer) -> None:
@@ -119,7 +133,7 @@ def test_page_annotations_follow_the_collections_habits(sim: SimulatorServer) ->
 def test_next_link_before_value_in_some_collections(sim: SimulatorServer) -> None:
     first_keys = {}
     with graph_client(sim, TENANT_A) as client:
-        for policy_type in [t for t in POLICY_TYPES if t.max_top is not None]:
+        for policy_type in [t for t in POLICY_TYPES if top_limit(t)[0] is not None]:
             sim.control.configure_tenant(TENANT_A, sizes={policy_type.key: 5})
             text = client.get(policy_type.url_path(), params={"$top": "2"}).text
             first_keys[policy_type.key] = text.index("@odata.nextLink") < text.index('"value"')
