@@ -150,8 +150,10 @@ def test_bench_smoke_peer_section_compares_with_dlt_and_the_floor(tmp_path: Path
     assert peer["peer"] == "dlt"
     assert peer["identity_rps"] > 0
     assert "conditional_access_policies" in peer["paced_types"]
-    # $top=999 everywhere, except where the collection names a smaller cap in its 400.
-    assert set(peer["tops"].values()) <= {999, 200}
+    # $top=999 everywhere, except where the collection names a smaller cap in its 400: 200 on
+    # update profiles, the simulator's settings-catalog maximum (100 by default).
+    assert set(peer["tops"].values()) <= {999, 200, 100}
+    assert peer["tops"]["settings_catalog_policies"] == 100
     assert peer["tops"]["feature_update_profiles"] == 200
     assert peer["tops"]["device_configurations"] == 999
     size = peer["size"]
