@@ -114,8 +114,9 @@ DEMO_TENANTS: tuple[DemoTenant, ...] = (
         "dec00002-0000-4000-8000-000000000002",
         "fabrikam",
         "Fabrikam",
-        "throttled on every sync (rate limits with and without Retry-After on four policy "
-        "types); its syncs still succeed, with retries and throttle waits in the run metadata",
+        "throttled on every sync that holds apps, settings catalog or compliance policies "
+        "(rate limits with and without Retry-After); its syncs still succeed, with retries "
+        "and throttle waits in the run metadata and log",
     ),
     DemoTenant(
         "dec00003-0000-4000-8000-000000000003",

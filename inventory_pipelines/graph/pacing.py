@@ -8,6 +8,12 @@ import time
 from collections.abc import Callable
 
 
+SAFETY_MARGIN = 0.1
+"""Slots are this fraction wider than 1/rate. Requests sent exactly 1/rate apart can arrive
+closer together (the earlier one held up on its way, e.g. opening a connection), and Graph
+counts arrivals: the 429 that follows costs a backoff far longer than the margin."""
+
+
 class RequestPacer:
     """Reserves send slots at most `rate` per second per key; thread-safe."""
 
@@ -17,10 +23,11 @@ class RequestPacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        margin: float = SAFETY_MARGIN,
     ) -> None:
         if rate_per_second < 0:
             raise ValueError("rate_per_second must not be negative (0 disables pacing)")
-        self.interval = 1.0 / rate_per_second if rate_per_second else 0.0
+        self.interval = (1.0 + margin) / rate_per_second if rate_per_second else 0.0
         self._clock = clock
         self._sleep = sleep
         self._next_free: dict[str, float] = {}

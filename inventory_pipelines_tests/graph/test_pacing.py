@@ -37,7 +37,7 @@ class FakeTime:
 
 def test_pacer_spaces_slots_per_key() -> None:
     fake = FakeTime()
-    pacer = RequestPacer(2.0, clock=fake.clock, sleep=fake.sleep)
+    pacer = RequestPacer(2.0, clock=fake.clock, sleep=fake.sleep, margin=0.0)
     waits = [pacer.wait("a") for _ in range(3)]
     assert waits == [0.0, 0.5, 1.0]
     assert pacer.wait("b") == 0.0  # another tenant has its own budget
@@ -101,3 +101,10 @@ def test_paced_identity_fetches_are_never_throttled(sim: SimulatorServer) -> Non
             thread.join(30)
     assert results == {k: len(sim.control.items(TENANT, k)) for k in IDENTITY_TYPES}
     assert "429" not in sim.control.counters()["by_status"]
+
+
+def test_pacer_keeps_a_safety_margin_by_default() -> None:
+    """Slots a little wider than 1/rate, so jitter on the way never lands two in one second."""
+    fake = FakeTime()
+    pacer = RequestPacer(1.0, clock=fake.clock, sleep=fake.sleep)
+    assert [pacer.wait("a") for _ in range(3)] == pytest.approx([0.0, 1.1, 2.2])
