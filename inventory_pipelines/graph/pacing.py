@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 
-
 SAFETY_MARGIN = 0.1
 """Slots are this fraction wider than 1/rate. Requests sent exactly 1/rate apart can arrive
 closer together (the earlier one held up on its way, e.g. opening a connection), and Graph
