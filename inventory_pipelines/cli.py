@@ -12,13 +12,15 @@ from sqlalchemy.exc import DBAPIError
 
 from inventory_pipelines.core import tenants as tenant_registry
 from inventory_pipelines.core.app_role import grant_app_role
+from inventory_pipelines.core.coverage import read_coverage, refresh_coverage
+from inventory_pipelines.core.coverage_report import coverage_csv, needs_attention
 from inventory_pipelines.core.database import (
     DATABASE_URL_SETTING,
     admin_database_url_from_env,
     create_inventory_engine,
     database_url_from_env,
 )
-from inventory_pipelines.core.errors import InventoryError
+from inventory_pipelines.core.errors import InventoryError, ValidationError
 from inventory_pipelines.core.migrations import upgrade
 from inventory_pipelines.core.missing import compute_missing, missing_items_for
 from inventory_pipelines.core.redaction import redact
@@ -277,6 +279,70 @@ def missing_command(tenant_ref: str, selection_name: str, as_json: bool) -> None
         click.echo(
             f"  {row['policy_type']:<32} {row['external_id']}  {row['reason']:<16} "
             f"last seen {row['last_seen_at']:%Y-%m-%d %H:%M:%S}  {row['display_name'] or ''}"
+        )
+
+
+@main.command("coverage")
+@click.option("--tenant", "tenant_ref", default=None, help="Only this tenant (key or id).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+def coverage_command(tenant_ref: str | None, as_json: bool, as_csv: bool) -> None:
+    """Per active tenant and policy type: last complete fetch and latest attempt.
+
+    Reads `inventory_coverage` as the asset last refreshed it; computes it when it never was.
+    """
+    if as_json and as_csv:
+        raise ValidationError("choose one of --json and --csv")
+    engine = _engine()
+    only: list[str] | None = None
+    if tenant_ref is not None:
+        tenant = tenant_registry.resolve_tenant(engine, tenant_ref)
+        if not tenant.active:
+            raise ValidationError(
+                f"tenant {tenant.tenant_key} is deactivated; coverage covers active tenants only"
+            )
+        only = [tenant.tenant_id]
+    rows = read_coverage(engine, tenant_ids=only)
+    if not rows:
+        rows = refresh_coverage(engine, tenant_ids=only)
+        click.echo(
+            "inventory_coverage was never computed"
+            + (f" for {tenant_ref}" if tenant_ref else "")
+            + "; computed it now",
+            err=True,
+        )
+    if as_json:
+        _echo_json(rows)
+    elif as_csv:
+        click.echo(coverage_csv(rows), nl=False)
+    else:
+        _print_coverage(rows)
+
+
+def _print_coverage(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        click.echo("no active tenants")
+        return
+    computed = min(r["computed_at"] for r in rows)
+    attention = [r for r in rows if needs_attention(r)]
+    click.echo(
+        f"coverage as of {computed:%Y-%m-%d %H:%M:%S} UTC: "
+        f"{len({r['tenant_id'] for r in rows})} tenant(s), {len(rows)} tenant × type pairs, "
+        f"{len(attention)} need attention"
+    )
+    width = max(len(r["tenant_key"]) for r in rows)
+    for r in rows:
+        last = r["last_complete_at"]
+        seen = (
+            f"last complete {last:%Y-%m-%d %H:%M} ({r['age_seconds'] / 3600:.1f} h, "
+            f"{r['item_count']} items)"
+            if last is not None
+            else "never complete"
+        )
+        mark = "!" if needs_attention(r) else " "
+        click.echo(
+            f"{mark} {r['tenant_key']:<{width}}  {r['policy_type']:<36} "
+            f"{r['latest_outcome'] or 'never attempted':<22} {seen}"
         )
 
 

@@ -5,13 +5,19 @@ import os
 import dagster as dg
 
 from inventory_pipelines.assets import inventory_items, inventory_missing
+from inventory_pipelines.coverage_asset import CoverageSettings, build_coverage_asset
 from inventory_pipelines.jobs import inventory_sync_job
 from inventory_pipelines.resources import GraphResource, InventoryDatabase
 from inventory_pipelines.schedules import DEFAULT_NIGHTLY_CRON, build_nightly_schedule
 from inventory_pipelines.sensors import inventory_automation_sensor, new_tenant_sensor
 
 defs = dg.Definitions(
-    assets=[inventory_items, inventory_missing],
+    assets=[
+        inventory_items,
+        inventory_missing,
+        # INVENTORY_COVERAGE_INTERVAL_MINUTES / _MAX_AGE_HOURS, read when the location loads.
+        build_coverage_asset(CoverageSettings.from_env()),
+    ],
     jobs=[inventory_sync_job],
     sensors=[new_tenant_sensor, inventory_automation_sensor],
     schedules=[

@@ -1,4 +1,5 @@
-"""Sensors: new tenants get partitions and first syncs; automation keeps `missing` fresh."""
+"""Sensors: new tenants get partitions and first syncs; automation keeps `missing` and
+`coverage` fresh."""
 
 import dagster as dg
 
@@ -56,5 +57,8 @@ inventory_automation_sensor = dg.AutomationConditionSensorDefinition(
     # Plain runs, not backfills: the backfill daemon wakes only every 30 s, which would delay
     # every missing computation and list each automation tick as a backfill in the UI.
     emit_backfills=False,
-    description="Materializes inventory_missing after every sync of its partition.",
+    description=(
+        "Materializes inventory_missing after every sync of its partition, and "
+        "inventory_coverage after syncs, at most once per coverage interval."
+    ),
 )

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from inventory_pipelines.core.database import create_inventory_engine
+from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.graph.policy_types import POLICY_TYPES
+from inventory_pipelines_tests.core.helpers import items, selection, sync
 
 GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OTHER = "0c2e7b41-5d8a-4f3e-9b1c-6a7d8e9f0a1b"
@@ -219,3 +222,74 @@ def test_default_database_lives_under_the_state_dir(tmp_path: Path) -> None:
     env = {"INVENTORY_STATE_DIR": str(tmp_path / "state"), "INVENTORY_DATABASE_URL": ""}
     assert cli("db", "upgrade", env=env).returncode == 0
     assert (tmp_path / "state" / "inventory.db").exists()
+
+
+def seed_coverage(database_url: str) -> None:
+    """Contoso: one complete and one forbidden type; Fabrikam: nothing synced yet."""
+    engine = create_inventory_engine(database_url)
+    compliance = selection("compliance", "compliance_policies", "compliance_scripts")
+    sync(
+        InventoryStore(engine),
+        GUID,
+        compliance,
+        {"compliance_policies": items("p1", "p2")},
+        failed={"compliance_scripts": "forbidden"},
+    )
+    engine.dispose()
+
+
+def test_coverage_computes_once_then_reads_the_table(
+    db_env: dict[str, str], database_url: str
+) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    cli("tenants", "add", OTHER, "--name", "Fabrikam", env=db_env)
+    seed_coverage(database_url)
+    first = cli("coverage", "--json", env=db_env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.strip() == "inventory_coverage was never computed; computed it now"
+    rows = json.loads(first.stdout)
+    by_pair = {(r["tenant_key"], r["policy_type"]): r for r in rows}
+    assert len(rows) == 2 * len({p.key for p in POLICY_TYPES})  # the `all` selection
+    assert by_pair[("contoso", "compliance_policies")]["item_count"] == 2
+    assert by_pair[("contoso", "compliance_policies")]["latest_outcome"] == "complete"
+    assert by_pair[("contoso", "compliance_scripts")]["latest_outcome"] == "forbidden"
+    assert by_pair[("fabrikam", "compliance_policies")]["latest_outcome"] is None
+
+    again = cli("coverage", "--tenant", "contoso", env=db_env)
+    assert again.returncode == 0 and again.stderr == ""  # read, not recomputed
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith("coverage as of ") and "1 tenant(s)" in lines[0]
+    scripts = next(line for line in lines if "compliance_scripts" in line)
+    assert scripts.startswith("! contoso") and "forbidden" in scripts
+    policies = next(line for line in lines if " compliance_policies " in line)
+    assert policies.startswith("  contoso") and "2 items" in policies
+
+    csv = cli("coverage", "--csv", "--tenant", GUID, env=db_env).stdout.splitlines()
+    assert csv[0].startswith("tenant_id,tenant_key,policy_type,last_complete_at,")
+    assert len(csv) == 1 + len(POLICY_TYPES)
+    assert all(line.startswith(f"{GUID},contoso,") for line in csv[1:])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--json", "--csv"], "error: choose one of --json and --csv"),
+        (["--tenant", "nobody"], "error: tenant 'nobody' is not registered"),
+    ],
+)
+def test_coverage_bad_input_is_one_line(
+    db_env: dict[str, str], args: list[str], message: str
+) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    result = cli("coverage", *args, env=db_env)
+    assert result.returncode == 2 and result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_coverage_refuses_a_deactivated_tenant(db_env: dict[str, str]) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    cli("tenants", "deactivate", GUID, env=db_env)
+    result = cli("coverage", "--tenant", "contoso", env=db_env)
+    assert result.returncode == 2
+    assert "deactivated; coverage covers active tenants only" in result.stderr
+    assert cli("coverage", env=db_env).stdout.strip() == "no active tenants"

@@ -115,4 +115,26 @@ missing = Table(
     Column("computed_at", UtcDateTime, nullable=False),
 )
 
-INVENTORY_TABLES = ("tenants", "inventory_items", "inventory_sync_runs", "inventory_missing")
+coverage = Table(
+    "inventory_coverage",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("tenant_key", Text, nullable=False),
+    Column("policy_type", Text, primary_key=True),
+    Column("last_complete_at", UtcDateTime),
+    Column("last_complete_run_id", Id),
+    Column("item_count", Integer),
+    Column("latest_outcome", Text),
+    Column("latest_attempt_at", UtcDateTime),
+    Column("latest_run_id", Id),
+    Column("age_seconds", Id),
+    Column("computed_at", UtcDateTime, nullable=False),
+)
+
+INVENTORY_TABLES = (
+    "tenants",
+    "inventory_items",
+    "inventory_sync_runs",
+    "inventory_missing",
+    "inventory_coverage",
+)

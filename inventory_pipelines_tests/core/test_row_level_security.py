@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from inventory_pipelines.core.app_role import grant_app_role
+from inventory_pipelines.core.coverage import read_coverage, refresh_coverage
 from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.errors import ValidationError
 from inventory_pipelines.core.missing import compute_missing
@@ -62,10 +63,11 @@ def populated(owner: Engine, app: Engine) -> InventoryStore:
     sync(store, TENANT_A, SEL, {"compliance_policies": items("a1", "a2", "shared")})
     sync(store, TENANT_B, SEL, {"compliance_policies": items("b1", "shared")})
     compute_missing(app, TENANT_A, SEL)
+    refresh_coverage(app, types=SEL.policy_types)  # one transaction per tenant, through RLS
     return store
 
 
-TABLES = ("inventory_items", "inventory_sync_runs")
+TABLES = ("inventory_items", "inventory_sync_runs", "inventory_coverage")
 
 
 def test_syncs_through_the_app_role_work(populated: InventoryStore) -> None:
@@ -113,6 +115,24 @@ def test_writing_another_tenants_row_is_refused(populated: InventoryStore, app: 
             {"b": TENANT_B},
         )
     assert populated.item_count(TENANT_B) == 2
+
+
+def test_coverage_is_refreshed_and_read_per_tenant_through_rls(
+    populated: InventoryStore, app: Engine
+) -> None:
+    rows = read_coverage(app)
+    assert sorted((r["tenant_id"], r["item_count"]) for r in rows) == [(TENANT_A, 3), (TENANT_B, 2)]
+    with (
+        pytest.raises(DBAPIError, match="row-level security"),
+        tenant_transaction(app, TENANT_A) as conn,
+    ):
+        conn.execute(
+            text(
+                "INSERT INTO inventory_coverage (tenant_id, tenant_key, policy_type, computed_at)"
+                " VALUES (:b, 'b', 'scope_tags', now())"
+            ),
+            {"b": TENANT_B},
+        )
 
 
 def test_the_app_role_cannot_change_the_registry_or_schema(

@@ -6,6 +6,7 @@ import dagster as dg
 import yaml
 
 from inventory_pipelines.assets import GRAPH_POOL, MISSING_SHARE_CHECK, SYNC_CHECK
+from inventory_pipelines.coverage_asset import COVERAGE_FRESH_CHECK
 from inventory_pipelines.definitions import defs
 from inventory_pipelines.partitions import tenant_selection_partitions
 
@@ -18,6 +19,7 @@ def test_definitions_load() -> None:
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == {
         "inventory_items",
         "inventory_missing",
+        "inventory_coverage",
     }
     assert repo.get_sensor_def("new_tenant_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     automation = repo.get_sensor_def("inventory_automation_sensor")
@@ -36,6 +38,16 @@ def test_assets_share_the_partitions_and_declare_checks() -> None:
     assert missing.automation_conditions_by_key[missing.key] is not None
     assert items.key in missing.asset_deps[missing.key]
     assert items.node_def.pool == GRAPH_POOL  # type: ignore[union-attr]
+
+
+def test_coverage_is_unpartitioned_follows_every_sync_and_declares_its_check() -> None:
+    items = defs.get_assets_def("inventory_items")
+    coverage = defs.get_assets_def("inventory_coverage")
+    assert coverage.partitions_def is None
+    assert items.key in coverage.asset_deps[coverage.key]
+    assert {c.name for c in coverage.check_specs} == {COVERAGE_FRESH_CHECK}
+    condition = coverage.automation_conditions_by_key[coverage.key]
+    assert condition is not None and "at most every 5 min" in (condition.get_label() or "")
 
 
 def test_shipped_dagster_yaml_is_a_valid_instance_config_with_the_limits() -> None:
