@@ -48,13 +48,15 @@ def _check_loopback(host: str) -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """Bind before starting uvicorn so port 0 resolves to a known free port."""
+    """Bind (and listen) before starting uvicorn so port 0 resolves to a known free port, and
+    a client that reads the announced URL before uvicorn runs is queued, not refused."""
     _check_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise SimulatorStartError(f"cannot bind {host}:{port}: {exc}") from exc
