@@ -27,6 +27,7 @@ from inventory_pipelines.core.errors import (
 )
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
+from inventory_pipelines.graph.batch import batch_body_problem, batch_version
 from inventory_pipelines.graph.fetch import PolicyTypeFetch, RetryWait
 from inventory_pipelines.graph.pacing import RequestPacer
 from inventory_pipelines.graph.page_size import PROCESS_PAGE_SIZES, PageSizeMemory, is_top_refusal
@@ -176,10 +177,25 @@ class GraphClient:
             return
         if request.method == "POST" and is_token_url(self.settings, request.url):
             return
+        if request.method == "POST" and self._is_graph_origin(request.url):
+            version = batch_version(request.url.path)
+            if version is not None and request.url.query == b"":
+                problem = batch_body_problem(request.content, version)
+                if problem is None:
+                    return
+                raise ReadOnlyViolationError(
+                    f"refusing to send a $batch to {request.url.copy_with(query=None)}: "
+                    f"{problem}; inventory is read-only"
+                )
         raise ReadOnlyViolationError(
             f"refusing to send {request.method} to {request.url.copy_with(query=None)}: "
             f"inventory is read-only"
         )
+
+    def _is_graph_origin(self, url: httpx.URL) -> bool:
+        origin = self._graph_origin
+        same = (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
+        return same and not origin.path.strip("/")
 
     def _request(self, method: str, url: str, *, headers: Mapping[str, str]) -> httpx.Response:
         """Send one GET to Graph and read its body; anything but GET is refused.
