@@ -6,6 +6,7 @@ collections of its own API version, checked on the serialized body right before 
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import urlsplit
 
 from inventory_pipelines.core import fast_json
@@ -51,3 +52,39 @@ def batch_body_problem(content: bytes, version: str) -> str | None:
         if parts.scheme or parts.netloc or parts.path.lstrip("/") not in allowed:
             return f"a batched request targets {parts.path!r}, not a {version} registry collection"
     return None
+
+
+def relative_url(url: str, base_url: str, version: str) -> str | None:
+    """A page URL relative to `{base_url}/{version}` as a batch wants it (query kept), or None
+    when it lies elsewhere (a next link to another host or version is never batched)."""
+    root = f"{base_url}/{version}/"
+    if not url.startswith(root):
+        return None
+    return "/" + url[len(root) :]
+
+
+class BatchRefusals:
+    """Base URLs whose Graph (or proxy) refused `$batch`: plain GETs there for this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refused: set[str] = set()
+
+    def refused(self, base_url: str) -> bool:
+        with self._lock:
+            return base_url in self._refused
+
+    def refuse(self, base_url: str) -> bool:
+        """Remember the refusal; True the first time (so it is logged once)."""
+        with self._lock:
+            first = base_url not in self._refused
+            self._refused.add(base_url)
+            return first
+
+    def reset(self) -> None:
+        with self._lock:
+            self._refused.clear()
+
+
+PROCESS_BATCH_REFUSALS = BatchRefusals()
+"""Shared by every `GraphClient` of the process, like the learned page sizes."""

@@ -86,6 +86,10 @@ class BatchEndpoint:
         try:
             version = scope["path"].split("/")[1]
             try:
+                if not state.options.batch_enabled:
+                    raise _Refused(
+                        404, "ResourceNotFound", "Resource not found for the segment '$batch'."
+                    )
                 subs = await self._requests(request)
                 size = len(subs)
                 if check.problem is not None or check.tenant_id is None:

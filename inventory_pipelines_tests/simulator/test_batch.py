@@ -76,3 +76,13 @@ def test_more_than_20_requests_or_no_token_refuse_the_envelope(sim: SimulatorSer
         client.headers.pop("authorization", None)
         assert client.post("/beta/$batch", json={"requests": requests[:2]}).status_code == 401
     assert sim.control.counters()["batch_by_status"] == {"400": 1, "401": 1}
+
+
+def test_a_simulator_without_batching_answers_404(sim: SimulatorServer) -> None:
+    sim.control.set_options(batch_enabled=False)
+    with graph_client(sim, TENANT_A) as client:
+        response = client.post("/beta/$batch", json={"requests": [sub(1, f"/{DC.graph_path}")]})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "ResourceNotFound"
+    counters = sim.control.counters()
+    assert counters["batch_by_status"] == {"404": 1} and counters["total"] == 0
