@@ -234,3 +234,25 @@ def test_switched_off_the_sync_sends_only_gets(store: InventoryStore, sim: Simul
     assert summary.status == "success"
     counters = sim.control.counters()
     assert counters["batches"] == {} and counters["by_method"] == {"GET": counters["total"]}
+
+
+def test_an_answer_that_is_not_a_batch_response_falls_back_to_gets(
+    store: InventoryStore, sim: SimulatorServer, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy_page = httpx.Response(200, content=b"<html>Batching is not supported</html>")
+    with caplog.at_level(logging.WARNING):
+        summary = sync(sim, store, transport=_FlakyBatches([proxy_page]))
+    assert (summary.status, summary.error_codes) == ("success", [])
+    assert set(stored(engine)) == truth(sim)
+    assert "not a batch response" in caplog.text
+
+
+def test_answers_missing_from_an_envelope_are_asked_again(
+    store: InventoryStore, sim: SimulatorServer, engine: Engine
+) -> None:
+    summary = sync(
+        sim, store, transport=_FlakyBatches([httpx.Response(200, json={"responses": []})])
+    )
+    assert (summary.status, summary.error_codes) == ("success", [])
+    assert summary.total("retries") >= 1
+    assert set(stored(engine)) == truth(sim)
