@@ -20,7 +20,9 @@ from inventory_pipelines.graph.settings import (
     DEFAULT_BASE_URL,
     ENV_AUTHORITY_URL,
     ENV_BASE_URL,
+    ENV_BATCHING,
     GraphSettings,
+    parse_switch,
 )
 from inventory_pipelines.graph.sync import DEFAULT_TYPE_CONCURRENCY, SyncOptions
 
@@ -49,7 +51,8 @@ class InventoryDatabase(dg.ConfigurableResource):
 
 class GraphResource(dg.ConfigurableResource):
     """Microsoft Graph access. Empty URLs mean GRAPH_BASE_URL / GRAPH_AUTHORITY_URL or the
-    public cloud defaults; credentials come through EnvVar in definitions.py."""
+    public cloud defaults; credentials come through EnvVar in definitions.py. Unset
+    `batching` means GRAPH_BATCHING (on/off), else on."""
 
     client_id: str
     client_secret: str
@@ -60,6 +63,7 @@ class GraphResource(dg.ConfigurableResource):
     retry_max_attempts: int = RetryPolicy.max_attempts
     retry_base_delay: float = RetryPolicy.base_delay
     retry_max_total_wait: float = RetryPolicy.max_total_wait
+    batching: bool | None = None
 
     def settings(self) -> GraphSettings:
         return GraphSettings(
@@ -69,6 +73,9 @@ class GraphResource(dg.ConfigurableResource):
             authority_url=self.authority_url
             or os.environ.get(ENV_AUTHORITY_URL, "")
             or DEFAULT_AUTHORITY_URL,
+            batching=self.batching
+            if self.batching is not None
+            else parse_switch(os.environ.get(ENV_BATCHING, "") or "on", ENV_BATCHING),
         )
 
     def sync_options(self) -> SyncOptions:

@@ -53,7 +53,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_page_size_memory() -> None:
-    """Each test starts from the registry's page sizes, as a new process would."""
+    """Each test starts from the registry's page sizes and with `$batch` not yet refused,
+    as a new process would."""
+    from inventory_pipelines.graph.batch import PROCESS_BATCH_REFUSALS
     from inventory_pipelines.graph.page_size import PROCESS_PAGE_SIZES
 
     PROCESS_PAGE_SIZES.reset()
+    PROCESS_BATCH_REFUSALS.reset()

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import orjson
 
 from inventory_pipelines.core.errors import (
     ErrorCode,
@@ -27,6 +28,12 @@ from inventory_pipelines.core.errors import (
 )
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
+from inventory_pipelines.graph.batch import (
+    PROCESS_BATCH_REFUSALS,
+    BatchRefusals,
+    batch_body_problem,
+    batch_version,
+)
 from inventory_pipelines.graph.fetch import PolicyTypeFetch, RetryWait
 from inventory_pipelines.graph.pacing import RequestPacer
 from inventory_pipelines.graph.page_size import PROCESS_PAGE_SIZES, PageSizeMemory, is_top_refusal
@@ -71,7 +78,7 @@ class ReadOnlyViolationError(InventoryError):
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
     """Why one attempt failed: enough to wait and retry, or to raise (`final`)."""
 
     code: ErrorCode
@@ -98,12 +105,15 @@ class GraphClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         identity_requests_per_second: float = DEFAULT_IDENTITY_REQUESTS_PER_SECOND,
         page_sizes: PageSizeMemory | None = None,
+        batch_refusals: BatchRefusals | None = None,
     ) -> None:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.max_pages = max_pages
         self.page_sizes = PROCESS_PAGE_SIZES if page_sizes is None else page_sizes
         """Accepted `$top` per policy type; by default shared by every client of the process."""
+        self.batch_refusals = PROCESS_BATCH_REFUSALS if batch_refusals is None else batch_refusals
+        """Base URLs that refused `$batch`; by default shared by every client of the process."""
         self._identity_pacer = RequestPacer(identity_requests_per_second, sleep=sleep)
         self._logger = logger or project_logger(LOGGER_NAME)
         self._sleep = sleep
@@ -168,6 +178,50 @@ class GraphClient:
         url = f"{self.settings.base_url}{ptype.url_path()}"
         return url if top is None else f"{url}?$top={top}"
 
+    # -- JSON batching ---------------------------------------------------------------------
+
+    def batching_available(self) -> bool:
+        """Batch unless switched off or refused earlier in this process; never when Graph sits
+        under a path prefix (the read-only guard lets only `/{version}/$batch` out)."""
+        return (
+            self.settings.batching
+            and not self._graph_origin.path.strip("/")
+            and not self.batch_refusals.refused(self.settings.base_url)
+        )
+
+    def refuse_batching(self, reason: str) -> None:
+        """The `$batch` endpoint is not usable here: plain GETs from now on, logged once."""
+        if self.batch_refusals.refuse(self.settings.base_url):
+            self._logger.warning(
+                self._redact(
+                    f"Graph at {self.settings.base_url} refused $batch ({reason}); fetching with "
+                    f"one GET per page for the rest of this process"
+                ),
+                extra={"graph_reason": self._redact(reason)},
+            )
+
+    def post_batch(
+        self, version: str, requests: list[dict[str, str]], token: str
+    ) -> httpx.Response:
+        """POST one envelope of GETs; the request hook checks it before it leaves."""
+        return self._http.send(
+            self._http.build_request(
+                "POST",
+                f"{self.settings.base_url}/{version}/$batch",
+                content=orjson.dumps({"requests": requests}),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+        )
+
+    def pace(self, fetch: PolicyTypeFetch) -> None:
+        """Wait for the tenant's identity slot when the type is identity-paced."""
+        if fetch.policy_type.throttle_class == "identity":
+            fetch.stats.pacing_wait_seconds += self._identity_pacer.wait(fetch.tenant_id)
+
+    def get_page(self, url: str, fetch: PolicyTypeFetch, page: int) -> CollectionPage:
+        """One page by plain GET, every retry rule applied (the unbatched path)."""
+        return self._get_page(url, fetch, page)
+
     # -- HTTP ---------------------------------------------------------------------------
 
     def _guard_request(self, request: httpx.Request) -> None:
@@ -176,10 +230,25 @@ class GraphClient:
             return
         if request.method == "POST" and is_token_url(self.settings, request.url):
             return
+        if request.method == "POST" and self._is_graph_origin(request.url):
+            version = batch_version(request.url.path)
+            if version is not None and request.url.query == b"":
+                problem = batch_body_problem(request.content, version)
+                if problem is None:
+                    return
+                raise ReadOnlyViolationError(
+                    f"refusing to send a $batch to {request.url.copy_with(query=None)}: "
+                    f"{problem}; inventory is read-only"
+                )
         raise ReadOnlyViolationError(
             f"refusing to send {request.method} to {request.url.copy_with(query=None)}: "
             f"inventory is read-only"
         )
+
+    def _is_graph_origin(self, url: httpx.URL) -> bool:
+        origin = self._graph_origin
+        same = (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
+        return same and not origin.path.strip("/")
 
     def _request(self, method: str, url: str, *, headers: Mapping[str, str]) -> httpx.Response:
         """Send one GET to Graph and read its body; anything but GET is refused.
@@ -208,8 +277,7 @@ class GraphClient:
         while True:
             attempt = budget.start_attempt()
             token = self.tokens.token(fetch.tenant_id)
-            if fetch.policy_type.throttle_class == "identity":
-                fetch.stats.pacing_wait_seconds += self._identity_pacer.wait(fetch.tenant_id)
+            self.pace(fetch)
             fetch.stats.requests += 1
             outcome = self._attempt(url, token, budget)
             if isinstance(outcome, CollectionPage):
@@ -217,19 +285,19 @@ class GraphClient:
             if outcome.status == 401 and not refreshed:
                 # A token another thread fetched meanwhile is tried once without spending the
                 # refresh: the revocation behind this 401 may have invalidated it as well.
-                dropped = self._refresh_token(fetch, token, page=page, attempt=attempt)
+                dropped = self.refresh_token(fetch, token, page=page, attempt=attempt)
                 refreshed = dropped or tried_newer
                 tried_newer = tried_newer or not dropped
                 continue
             if outcome.final:
-                if self._narrow_page_size(fetch, url, outcome):
+                if self.narrow_page_size(fetch, url, outcome):
                     url = fetch.first_url
                     budget = RetryBudget(self.retry, self._random)
                     continue
-                raise self._error(fetch, outcome, budget)
+                raise self.error_for(fetch, outcome, budget)
             self._wait_or_raise(fetch, budget, outcome, page=page, attempt=attempt)
 
-    def _narrow_page_size(self, fetch: PolicyTypeFetch, url: str, failure: _Failure) -> bool:
+    def narrow_page_size(self, fetch: PolicyTypeFetch, url: str, failure: Failure) -> bool:
         """A first page refused for its `$top`: learn a smaller size and ask again (True).
 
         Only the first page carries our `$top`; later pages follow Graph's own next links.
@@ -253,41 +321,58 @@ class GraphClient:
         )
         return True
 
-    def _attempt(self, url: str, token: str, budget: RetryBudget) -> CollectionPage | _Failure:
+    def _attempt(self, url: str, token: str, budget: RetryBudget) -> CollectionPage | Failure:
         """One GET, classified: a page, or a failure saying whether it may be retried."""
         try:
             response = self._request("GET", url, headers={"Authorization": f"Bearer {token}"})
         except httpx.TimeoutException as exc:
-            return _Failure(ErrorCode.TIMEOUT, type(exc).__name__)
+            return Failure(ErrorCode.TIMEOUT, type(exc).__name__)
         except httpx.TransportError as exc:
-            return _Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
-        status = response.status_code
+            return Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
+        return self.classify(
+            response.status_code,
+            response.headers,
+            budget,
+            lambda: parse_collection_page(response.content),
+            response.content,
+        )
+
+    def classify(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        budget: RetryBudget,
+        page: Callable[[], CollectionPage],
+        error_body: bytes,
+    ) -> CollectionPage | Failure:
+        """A page, or a failure saying whether it may be retried; for a GET's response and
+        for one answer inside a `$batch` alike (`headers` must be case-insensitive)."""
         if 200 <= status < 300:
             try:
-                return parse_collection_page(response.content)
+                return page()
             except InvalidBodyError as exc:
                 # Malformed or cut-short JSON: retried a few times, it rarely heals by itself.
-                return _Failure(
+                return Failure(
                     ErrorCode.INVALID_RESPONSE,
                     f"invalid body: {exc}",
                     status=status,
-                    detail=parse_error_body(b"", response.headers),
+                    detail=parse_error_body(b"", headers),
                     final=not budget.invalid_body_allowed(),
                 )
-        detail = parse_error_body(response.content, response.headers)
+        detail = parse_error_body(error_body, headers)
         code = error_code_for_status(status)
         if status not in RETRYABLE_STATUSES:
-            return _Failure(code, f"HTTP {status}", status=status, detail=detail, final=True)
+            return Failure(code, f"HTTP {status}", status=status, detail=detail, final=True)
         retry_after = None
         if status in RETRY_AFTER_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(headers.get("Retry-After"))
             if retry_after is None:
                 retry_after = detail.retry_after
-        return _Failure(
+        return Failure(
             code, f"HTTP {status}", status=status, retry_after=retry_after, detail=detail
         )
 
-    def _refresh_token(
+    def refresh_token(
         self, fetch: PolicyTypeFetch, rejected: str, *, page: int, attempt: int
     ) -> bool:
         """401: the token was revoked or expired early; drop it so the retry fetches a new one.
@@ -315,11 +400,26 @@ class GraphClient:
         self,
         fetch: PolicyTypeFetch,
         budget: RetryBudget,
-        failure: _Failure,
+        failure: Failure,
         *,
         page: int,
         attempt: int,
     ) -> None:
+        wait = self.plan_wait(fetch, budget, failure, page=page, attempt=attempt)
+        self._sleep(wait)
+
+    def plan_wait(
+        self,
+        fetch: PolicyTypeFetch,
+        budget: RetryBudget,
+        failure: Failure,
+        *,
+        page: int,
+        attempt: int,
+    ) -> float:
+        """Seconds to wait before retrying, logged and recorded as starting now; raises the
+        GraphError when the budget is spent. The caller waits (a GET sleeps, a batched
+        request is re-sent in a later round)."""
         wait = budget.next_wait(failure.retry_after)
         if wait is None:
             if failure.retry_after is not None and budget.attempts < budget.policy.max_attempts:
@@ -328,7 +428,7 @@ class GraphClient:
                     reason=f"{failure.reason}; Retry-After {failure.retry_after:g}s exceeds the "
                     f"remaining wait budget of {budget.policy.max_total_wait - budget.waited:.1f}s",
                 )
-            raise self._error(fetch, failure, budget)
+            raise self.error_for(fetch, failure, budget)
         reason = failure.reason
         if failure.detail.graph_code:
             reason += f" {failure.detail.graph_code}"
@@ -356,8 +456,8 @@ class GraphClient:
                 began=time.monotonic(),
             )
         )
-        self._sleep(wait)
         budget.record_wait(wait)
+        return wait
 
     def _redact(self, text: str) -> str:
         return self.tokens.redact(text)
@@ -369,7 +469,9 @@ class GraphClient:
         }
         self._logger.info(self._redact(message), extra=extra)
 
-    def _error(self, fetch: PolicyTypeFetch, failure: _Failure, budget: RetryBudget) -> GraphError:
+    def error_for(
+        self, fetch: PolicyTypeFetch, failure: Failure, budget: RetryBudget
+    ) -> GraphError:
         """A GraphError naming what failed, with Graph's code and request id, redacted."""
         detail = failure.detail
         message = (

@@ -1,7 +1,8 @@
 """Paging through one policy type: pages, per-fetch statistics and the paging guards.
 
 Separated from the HTTP loop in `client.py` so the paging rules (loop guard, page cap,
-de-duplication, items without id) read on their own.
+de-duplication, items without id) read on their own, and so the same rules apply whether
+pages are pulled one GET at a time or pushed in from JSON batches.
 """
 
 from __future__ import annotations
@@ -136,6 +137,12 @@ class PolicyTypeFetch:
         self.error: GraphError | None = None
         self._get_page = get_page
         self._started = False
+        self._began = time.monotonic()
+        self._next_url = first_url
+        self._seen_links: set[str] = set()
+        self._seen_ids: set[str] = set()
+        """Only ids are kept, to count every item once per fetch even when Graph repeats it."""
+        self._pending_error: GraphError | None = None
 
     def __repr__(self) -> str:
         return (
@@ -146,7 +153,7 @@ class PolicyTypeFetch:
     def __iter__(self) -> Iterator[Page]:
         if self._started:
             raise RuntimeError("a PolicyTypeFetch can be iterated only once; call fetch() again")
-        self._started = True
+        self.begin()
         return self._pages()
 
     def iter_items(self) -> Iterator[dict[str, Any]]:
@@ -165,34 +172,67 @@ class PolicyTypeFetch:
             code=ErrorCode.INVALID_RESPONSE,
         )
 
+    # -- the paging state machine, driven by `_pages` (pull) or a batch fetcher (push) --
+
+    def begin(self) -> None:
+        """Start the fetch once; pages are then pulled by iteration or pushed by `accept`."""
+        if self._started:
+            raise RuntimeError("a PolicyTypeFetch can be started only once; call fetch() again")
+        self._started = True
+        self._began = time.monotonic()
+        self._next_url = self.first_url
+
+    @property
+    def done(self) -> bool:
+        return self.completed or self.error is not None
+
+    def next_url(self) -> str | None:
+        """The page to request next (None: complete); raises at the page cap."""
+        if self.done:
+            return None
+        if self.stats.pages >= self.max_pages:
+            raise self.record_error(self._fail(f"gave up after {self.max_pages} pages (page cap)"))
+        return self._next_url
+
+    def accept(self, body: CollectionPage) -> Page:
+        """Apply the paging rules to the page just received for `next_url()`."""
+        url = self.first_url if self.stats.pages == 0 else self._next_url  # after any narrowing
+        self._seen_links.add(url)
+        page = self._page_from(body.value, self._seen_ids)
+        self.stats.elapsed = time.monotonic() - self._began
+        if body.next_link is None:
+            self.completed = True
+        elif body.next_link in self._seen_links:
+            self._pending_error = self._fail(
+                f"next link repeats after page {page.number} (loop guard)"
+            )
+        else:
+            self._seen_links.add(body.next_link)
+            self._next_url = body.next_link
+        return page
+
+    def check_pending_error(self) -> None:
+        """Raise what `accept` found wrong after handing its page on (the page is still true)."""
+        if self._pending_error is not None:
+            error, self._pending_error = self._pending_error, None
+            raise self.record_error(error)
+
+    def record_error(self, error: GraphError) -> GraphError:
+        self.error = error
+        self.stats.elapsed = time.monotonic() - self._began
+        return error
+
     def _pages(self) -> Iterator[Page]:
-        started = time.monotonic()
-        seen_links: set[str] = set()
-        seen_ids: set[str] = set()
-        url = self.first_url
         try:
-            while True:
-                if self.stats.pages >= self.max_pages:
-                    raise self._fail(f"gave up after {self.max_pages} pages (page cap)")
+            while (url := self.next_url()) is not None:
                 body = self._get_page(url, self, self.stats.pages + 1)
-                if self.stats.pages == 0:
-                    url = self.first_url  # as sent, after any narrowing of `$top`
-                seen_links.add(url)
-                page = self._page_from(body.value, seen_ids)
-                self.stats.elapsed = time.monotonic() - started
-                yield page
-                if body.next_link is None:
-                    self.completed = True
-                    return
-                if body.next_link in seen_links:
-                    raise self._fail(f"next link repeats after page {page.number} (loop guard)")
-                seen_links.add(body.next_link)
-                url = body.next_link
+                yield self.accept(body)
+                self.check_pending_error()
         except GraphError as exc:
-            self.error = exc
+            self.record_error(exc)
             raise
         finally:
-            self.stats.elapsed = time.monotonic() - started
+            self.stats.elapsed = time.monotonic() - self._began
 
     def _page_from(self, value: list[Any], seen_ids: set[str]) -> Page:
         items: list[dict[str, Any]] = []

@@ -36,6 +36,11 @@ def parse_collection_page(content: bytes) -> CollectionPage:
         body = fast_json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidBodyError(f"body is not valid JSON ({type(exc).__name__})") from None
+    return collection_page_from(body)
+
+
+def collection_page_from(body: Any) -> CollectionPage:
+    """The page in an already parsed body (a `$batch` answer carries it parsed)."""
     if not isinstance(body, dict):
         raise InvalidBodyError("body is not a JSON object")
     value = body.get("value")

@@ -21,6 +21,8 @@ def summary_as_dict(summary: SyncSummary) -> dict[str, Any]:
         "items_updated": summary.items_updated,
         "throttle_wait_wall_seconds": round(summary.throttle_wait_wall_seconds, 3),
         "throttle_wait_sum_seconds": round(summary.throttle_wait_sum_seconds, 3),
+        "batch_rounds": summary.batch_rounds,
+        "envelopes": summary.envelopes,
         "error_codes": summary.error_codes,
         "policy_types": {
             key: {
@@ -53,6 +55,14 @@ def format_summary(summary: SyncSummary) -> str:
         f"  observed {summary.items_observed}, inserted {summary.items_inserted}, "
         f"updated {summary.items_updated}",
     ]
+    requests = summary.total("requests")
+    if summary.envelopes:
+        lines.append(
+            f"  {requests} page requests in {summary.envelopes} $batch envelopes "
+            f"({summary.batch_rounds} rounds)"
+        )
+    else:
+        lines.append(f"  {requests} page requests (one GET each)")
     if summary.throttle_wait_sum_seconds:
         lines.append(
             f"  throttled: held up {summary.throttle_wait_wall_seconds:.1f}s of wall time "

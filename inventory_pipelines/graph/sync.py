@@ -1,8 +1,10 @@
 """One sync of one (tenant, selection): lock, fetch every selected type, upsert, record.
 
-Policy types are fetched concurrently by a small pool (the per-tenant request concurrency);
-each worker turns its pages into batches that writer threads upsert while fetching goes on,
-so memory stays flat and the database keeps pace with Graph. One failing type never stops the
+With batching on (the default) every selected type's pending page goes into JSON batches, one
+round of envelopes per page depth (`batching.py`); otherwise types are fetched concurrently by
+a small pool (the per-tenant request concurrency). Either way each type's pages become
+batches that writer threads upsert while fetching goes on, so memory stays flat and the
+database keeps pace with Graph. One failing type never stops the
 others, and the run is closed (releasing the lock) on every exit path.
 """
 
@@ -29,8 +31,9 @@ from inventory_pipelines.core.store import (
     RunSkipped,
     UpsertCounts,
 )
+from inventory_pipelines.graph.batching import BatchFetcher, BatchStats
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.fetch import wall_seconds
+from inventory_pipelines.graph.fetch import FetchStats, Page, PolicyTypeFetch, wall_seconds
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.writer import BatchWriter
 
@@ -89,6 +92,10 @@ class SyncSummary:
     duration_seconds: float = 0.0
     types: dict[str, TypeSummary] = field(default_factory=dict)
     error_codes: list[str] = field(default_factory=list)
+    batch_rounds: int = 0
+    """Rounds of `$batch` envelopes (≈ the longest page chain); 0 when fetched by GET."""
+    envelopes: int = 0
+    """`$batch` envelopes sent (each a round trip carrying up to 20 page requests)."""
 
     @property
     def skipped(self) -> bool:
@@ -183,6 +190,7 @@ def sync_partition(
         )
     run_id = started.run_id
     summaries = {key: TypeSummary(key) for key in selection.policy_types}
+    batch_stats: BatchStats | None = None
     try:
         with _Heartbeat(store, tenant_id, run_id, options.heartbeat_seconds) as heartbeat:
             auth_error = _authenticate(client, tenant_id)
@@ -193,22 +201,10 @@ def sync_partition(
                 writer = BatchWriter(
                     store, tenant_id, run_id, started.started_at, writers=options.writers
                 )
-                with (
-                    writer,
-                    ThreadPoolExecutor(
-                        max_workers=options.type_concurrency, thread_name_prefix="inventory-sync"
-                    ) as pool,
-                ):
-                    worker = _TypeWorker(
-                        client, tenant_id, writer, options.batch_size, heartbeat.abandoned
+                with writer:
+                    batch_stats = _fetch_all(
+                        client, tenant_id, summaries, writer, options, heartbeat, on_type_done
                     )
-                    futures = [
-                        pool.submit(worker.run, summaries[key]) for key in fetch_order(summaries)
-                    ]
-                    for future in futures:
-                        done = future.result()
-                        if on_type_done is not None:
-                            on_type_done(done)
             if heartbeat.abandoned.is_set():
                 raise RunAbandonedError(f"sync run {run_id} lost its lock while fetching")
         result = _run_result(summaries)
@@ -227,6 +223,8 @@ def sync_partition(
         duration_seconds=time.monotonic() - began,
         types=summaries,
         error_codes=result.error_codes,
+        batch_rounds=batch_stats.rounds if batch_stats else 0,
+        envelopes=batch_stats.envelopes if batch_stats else 0,
     )
     logger.info(
         "sync run %s of %s/%s: %s, %s observed (%s new, %s changed) in %.1fs",
@@ -263,67 +261,141 @@ def _record_failure(summary: TypeSummary, error: GraphError) -> None:
     summary.error = {"policy_type": summary.policy_type, **error.context()}
 
 
-class _TypeWorker:
-    """Fetches one policy type and hands its items to the writer in batches."""
+def _fetch_all(
+    client: GraphClient,
+    tenant_id: str,
+    summaries: dict[str, TypeSummary],
+    writer: BatchWriter,
+    options: SyncOptions,
+    heartbeat: _Heartbeat,
+    on_type_done: Callable[[TypeSummary], None] | None,
+) -> BatchStats | None:
+    """Every selected type, by `$batch` when the client may batch, else one worker per type."""
+    sinks = {
+        key: _TypeSink(summary, tenant_id, writer, options.batch_size, heartbeat.abandoned)
+        for key, summary in summaries.items()
+    }
+    order = fetch_order(summaries)
+    if client.batching_available():
+
+        def on_end(fetch: PolicyTypeFetch) -> None:
+            done = sinks[fetch.policy_type.key].end(fetch)
+            if on_type_done is not None:
+                on_type_done(done)
+
+        def checkpoint() -> None:
+            if heartbeat.abandoned.is_set():
+                raise RunAbandonedError(f"sync run {writer.run_id} lost its lock")
+
+        fetcher = BatchFetcher(
+            client,
+            tenant_id,
+            order,
+            on_page=lambda fetch, page: sinks[fetch.policy_type.key].take(page),
+            on_end=on_end,
+            concurrency=options.type_concurrency,
+            checkpoint=checkpoint,
+        )
+        fetcher.run()
+        return fetcher.stats
+    with ThreadPoolExecutor(
+        max_workers=options.type_concurrency, thread_name_prefix="inventory-sync"
+    ) as pool:
+        futures = [pool.submit(_fetch_by_get, client, tenant_id, sinks[key]) for key in order]
+        for future in futures:
+            done = future.result()
+            if on_type_done is not None:
+                on_type_done(done)
+    return None
+
+
+def _fetch_by_get(client: GraphClient, tenant_id: str, sink: _TypeSink) -> TypeSummary:
+    """One type page by page with plain GETs (batching off or refused)."""
+    fetch = client.fetch(tenant_id, sink.policy_type)
+    try:
+        for page in fetch:
+            sink.take(page)
+    except GraphError:
+        pass  # recorded on the fetch (or the sink); `end` reports it
+    except (RunAbandonedError, SQLAlchemyError):
+        raise  # the run itself cannot go on
+    except Exception as exc:  # a defect in one type must not stop the others
+        logger.exception("policy type %s of tenant %s crashed", sink.policy_type.key, tenant_id)
+        sink.crash = GraphError(f"{type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL)
+    return sink.end(fetch)
+
+
+class _TypeSink:
+    """One type's pages into the writer in batches, and its outcome onto its summary."""
 
     def __init__(
         self,
-        client: GraphClient,
+        summary: TypeSummary,
         tenant_id: str,
         writer: BatchWriter,
         batch_size: int,
         abandoned: threading.Event,
     ) -> None:
-        self.client = client
+        self.summary = summary
+        self.policy_type = get_policy_type(summary.policy_type)
         self.tenant_id = tenant_id
         self.writer = writer
         self.batch_size = batch_size
         self.abandoned = abandoned
+        self.crash: GraphError | None = None
+        self._batch: list[ObservedItem] = []
 
-    def run(self, summary: TypeSummary) -> TypeSummary:
-        policy_type = get_policy_type(summary.policy_type)
-        fetch = self.client.fetch(self.tenant_id, policy_type)
-        batch: list[ObservedItem] = []
+    def take(self, page: Page) -> None:
+        """Raises RunAbandonedError/SQLAlchemyError (the run cannot go on) or a GraphError
+        (INTERNAL) for a defect in this type only."""
+        if self.abandoned.is_set():
+            raise RunAbandonedError(f"sync run {self.writer.run_id} lost its lock")
         try:
-            for page in fetch:
-                if self.abandoned.is_set():
-                    raise RunAbandonedError(f"sync run {self.writer.run_id} lost its lock")
-                summary.invalid_items += page.invalid_items
-                batch.extend(
-                    ObservedItem.from_graph(item, policy_type.name_field) for item in page.items
-                )
-                if len(batch) >= self.batch_size:
-                    self._flush(summary, batch)
-                    batch = []
-            self._flush(summary, batch)
-            summary.outcome = COMPLETE
-        except GraphError as exc:
-            self._flush(summary, batch)  # what was observed before the failure is still true
-            _record_failure(summary, exc)
-            logger.warning(
-                "policy type %s of tenant %s failed: %s", summary.policy_type, self.tenant_id, exc
-            )
-        except (RunAbandonedError, SQLAlchemyError):
-            raise  # the run itself cannot go on
+            self.summary.invalid_items += page.invalid_items
+            name_field = self.policy_type.name_field
+            self._batch.extend(ObservedItem.from_graph(item, name_field) for item in page.items)
+            if len(self._batch) >= self.batch_size:
+                self._flush()
+        except (RunAbandonedError, SQLAlchemyError, GraphError):
+            raise
         except Exception as exc:  # a defect in one type must not stop the others
-            self._flush(summary, batch)
-            internal = GraphError(f"{type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL)
-            _record_failure(summary, internal)
             logger.exception(
-                "policy type %s of tenant %s crashed", summary.policy_type, self.tenant_id
+                "policy type %s of tenant %s crashed", self.summary.policy_type, self.tenant_id
             )
-        finally:
-            stats = fetch.stats
-            summary.pages = stats.pages
-            summary.requests = stats.requests
-            summary.retries = stats.retries
-            summary.throttle_wait_seconds = stats.throttle_wait_seconds
-            summary.throttle_intervals = [w.interval for w in stats.waits if w.throttled]
-            summary.wait_seconds = stats.total_wait_seconds
+            self.crash = GraphError(f"{type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL)
+            raise self.crash from exc
+
+    def end(self, fetch: PolicyTypeFetch) -> TypeSummary:
+        """What was observed before a failure is still true: flushed either way."""
+        summary = self.summary
+        self._flush()
+        error = self.crash or fetch.error
+        if error is None and fetch.completed:
+            summary.outcome = COMPLETE
+        elif error is not None:
+            _record_failure(summary, error)
+            if error is not self.crash:
+                logger.warning(
+                    "policy type %s of tenant %s failed: %s",
+                    summary.policy_type,
+                    self.tenant_id,
+                    error,
+                )
+        _copy_stats(summary, fetch.stats)
         return summary
 
-    def _flush(self, summary: TypeSummary, batch: list[ObservedItem]) -> None:
-        self.writer.submit(summary, batch)
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        self.writer.submit(self.summary, batch)
+
+
+def _copy_stats(summary: TypeSummary, stats: FetchStats) -> None:
+    summary.pages = stats.pages
+    summary.requests = stats.requests
+    summary.retries = stats.retries
+    summary.throttle_wait_seconds = stats.throttle_wait_seconds
+    summary.throttle_intervals = [w.interval for w in stats.waits if w.throttled]
+    summary.wait_seconds = stats.total_wait_seconds
 
 
 def _run_result(summaries: dict[str, TypeSummary]) -> RunResult:

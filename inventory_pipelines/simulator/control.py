@@ -153,13 +153,15 @@ class SimulatorControl:
         expires_in: int | None = None,
         identity_requests_per_second: float | None = None,
         settings_catalog_max_top: int | None = None,
+        batch_enabled: bool | None = None,
     ) -> dict[str, Any]:
         """Token lifetime for new tokens; identity-class requests per second (0 disables);
-        the largest `$top` the settings catalog lists take."""
+        the largest `$top` the settings catalog lists take; whether `$batch` is served."""
         body = {
             "expires_in": expires_in,
             "identity_requests_per_second": identity_requests_per_second,
             "settings_catalog_max_top": settings_catalog_max_top,
+            "batch_enabled": batch_enabled,
         }
         options: dict[str, Any] = self._call(
             "POST", "/options", {k: v for k, v in body.items() if v is not None}

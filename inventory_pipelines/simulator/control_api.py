@@ -113,6 +113,7 @@ def control_routes(state: SimulatorState) -> list[Route]:
             "expires_in": options.token_expires_in,
             "identity_requests_per_second": options.identity_requests_per_second,
             "settings_catalog_max_top": options.settings_catalog_max_top,
+            "batch_enabled": options.batch_enabled,
         }
 
     async def set_options(request: Request) -> dict[str, Any]:
@@ -121,6 +122,7 @@ def control_routes(state: SimulatorState) -> list[Route]:
             "expires_in",
             "identity_requests_per_second",
             "settings_catalog_max_top",
+            "batch_enabled",
         }
         if unknown:
             raise ControlError(f"unknown option(s): {', '.join(sorted(unknown))}")
@@ -138,6 +140,7 @@ def control_routes(state: SimulatorState) -> list[Route]:
             expires_in=expires_in,
             identity_requests_per_second=float(rps) if rps is not None else None,
             settings_catalog_max_top=body.get("settings_catalog_max_top"),
+            batch_enabled=body.get("batch_enabled"),
         )
         return await get_options(request)
 

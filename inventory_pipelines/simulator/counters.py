@@ -30,6 +30,9 @@ class RequestCounters:
         self._token_requests: Counter[str] = Counter()
         self._token_by_status: Counter[str] = Counter()
         self._faults_applied: Counter[str] = Counter()
+        self._batches: Counter[str] = Counter()
+        self._batch_by_status: Counter[str] = Counter()
+        self._batched_requests: Counter[str] = Counter()
         # Maxima restart from what is in flight right now.
         self._max_in_flight: Counter[str] = Counter(
             {tenant: n for tenant, n in self._in_flight.items() if n}
@@ -70,6 +73,13 @@ class RequestCounters:
                 self._by_tenant_policy_type.setdefault(tenant_id, Counter())[policy_type] += 1
             self._faults_applied.update(faults)
 
+    def record_batch(self, tenant_id: str, status: int, size: int) -> None:
+        """One `$batch` envelope (its sub-requests are recorded one by one like GETs)."""
+        with self._lock:
+            self._batches[tenant_id] += 1
+            self._batch_by_status[str(status)] += 1
+            self._batched_requests[tenant_id] += size
+
     def record_token(self, tenant_id: str, status: int, faults: list[str]) -> None:
         with self._lock:
             self._token_requests[tenant_id] += 1
@@ -91,6 +101,9 @@ class RequestCounters:
                 "token_requests": dict(self._token_requests),
                 "token_by_status": dict(self._token_by_status),
                 "faults_applied": dict(self._faults_applied),
+                "batches": dict(self._batches),
+                "batch_by_status": dict(self._batch_by_status),
+                "batched_requests": dict(self._batched_requests),
                 "in_flight": {t: n for t, n in self._in_flight.items() if n},
                 "max_in_flight": dict(self._max_in_flight),
                 "in_flight_total": self._in_flight_total,

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from inventory_pipelines.graph.policy_types import POLICY_TYPES, PolicyType
+from inventory_pipelines.simulator.batch import BatchEndpoint
 from inventory_pipelines.simulator.faults import GraphFaults, ResponseFault
 from inventory_pipelines.simulator.graph_errors import (
     GRAPH_CONTENT_TYPE,
@@ -155,6 +156,9 @@ class GraphEndpoint:
         self._styles: dict[str, PageStyle] = {t.key: page_style(t) for t in POLICY_TYPES}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST" and scope["path"] in _BATCH_PATHS:
+            await self.batch(scope, receive, send)
+            return
         request = Request(scope, receive)
         request_id = new_request_id()
         exchange = _Exchange(
@@ -239,6 +243,26 @@ class GraphEndpoint:
             cut = body[: max(1, len(body) * 2 // 3)]
             return Response(cut, media_type=GRAPH_CONTENT_TYPE, headers=headers)
         return _HalfBodyThenReset(body, media_type=GRAPH_CONTENT_TYPE, headers=headers)
+
+    async def batch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`POST /{version}/$batch`: JSON batching, each sub-request answered as its own GET."""
+        await BatchEndpoint(self).handle(scope, receive, send)
+
+    async def sub_request(self, scope: Scope, check: TokenCheck) -> tuple[Response, list[str]]:
+        """One sub-request of a batch, through the same rules, faults and limits as a GET."""
+        request = Request(scope)
+        request_id = new_request_id()
+        exchange = _Exchange(
+            request,
+            request_id,
+            request.headers.get("client-request-id") or request_id,
+            self._types.get(scope["path"].rstrip("/")),
+        )
+        response = await self._respond(exchange, check)
+        return response, exchange.applied
+
+    def policy_type_at(self, path: str) -> PolicyType | None:
+        return self._types.get(path.rstrip("/"))
 
     def _fault_response(
         self, exchange: _Exchange, tenant_id: str, fault: ResponseFault
@@ -337,3 +361,4 @@ class GraphEndpoint:
 
 
 _BODY_FAULTS = frozenset({"malformed_json", "truncated_body", "reset_connection"})
+_BATCH_PATHS = frozenset({"/v1.0/$batch", "/beta/$batch"})

@@ -6,6 +6,7 @@ Shape::
     expires_in = 3599
     identity_requests_per_second = 1.0
     settings_catalog_max_top = 100 # larger `$top` on settings catalog: 400 naming the limit
+    batch_enabled = true           # false: `$batch` answers 404 (no JSON batching)
 
     [tenants."<tenant guid>"]      # any number of tenants
     seed = 42                      # optional: data seed (default derived from the tenant id)
@@ -67,6 +68,7 @@ def apply_options(state: SimulatorState, scenario: Mapping[str, Any]) -> None:
         "expires_in",
         "identity_requests_per_second",
         "settings_catalog_max_top",
+        "batch_enabled",
     }
     if bad_options:
         raise ScenarioError(f"unknown option(s): {', '.join(sorted(bad_options))}")
@@ -75,6 +77,7 @@ def apply_options(state: SimulatorState, scenario: Mapping[str, Any]) -> None:
             expires_in=options.get("expires_in"),
             identity_requests_per_second=options.get("identity_requests_per_second"),
             settings_catalog_max_top=options.get("settings_catalog_max_top"),
+            batch_enabled=options.get("batch_enabled"),
         )
     except ValueError as exc:
         raise ScenarioError(f"options: {exc}") from exc

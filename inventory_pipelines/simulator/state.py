@@ -30,6 +30,8 @@ class SimulatorOptions:
     """Entra ID's conditional-access limit per tenant (429 without Retry-After); 0 disables."""
     settings_catalog_max_top: int = DEFAULT_SETTINGS_CATALOG_MAX_TOP
     """Largest `$top` the settings catalog lists take; more is a 400 naming the limit."""
+    batch_enabled: bool = True
+    """False: `POST /{version}/$batch` is a 404, like a proxy or cloud without JSON batching."""
 
 
 class SimulatorState:
@@ -53,7 +55,12 @@ class SimulatorState:
         expires_in: int | None = None,
         identity_requests_per_second: float | None = None,
         settings_catalog_max_top: int | None = None,
+        batch_enabled: bool | None = None,
     ) -> None:
+        if batch_enabled is not None:
+            if not isinstance(batch_enabled, bool):
+                raise ValueError(f"batch_enabled must be true or false, got {batch_enabled!r}")
+            self.options = replace(self.options, batch_enabled=batch_enabled)
         if settings_catalog_max_top is not None:
             if (
                 isinstance(settings_catalog_max_top, bool)

@@ -42,8 +42,15 @@ def _outcome(result: Mapping[str, Any], *, traffic: bool = False) -> str:
     return text
 
 
+def _where(row: Mapping[str, Any]) -> str:
+    """The database, and whether the run fetched by `$batch` or by GET."""
+    if "batching" not in row:
+        return str(row["database"])
+    return f"{row['database']} ({'batched' if row['batching'] else 'GET'})"
+
+
 def render_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
-    """One table row per fault, databases merged, then a one-line summary."""
+    """One table row per fault, databases and transports merged, then a one-line summary."""
     all_rows = list(rows)
     by_case: dict[str, list[Mapping[str, Any]]] = {}
     for row in all_rows:
@@ -56,7 +63,7 @@ def render_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     ordered = sorted(by_case.values(), key=lambda group: int(group[0]["order"]))
     for number, group in enumerate(ordered, start=1):
         first = group[0]
-        databases = sorted({str(r["database"]) for r in group})
+        databases = sorted({_where(r) for r in group})
         passed = all(r["passed"] for r in group)
         items_checked = sorted({int(r["items_checked"]) for r in group})
         faulted = first.get("faulted")

@@ -90,8 +90,12 @@ def test_options_round_trip_and_validation(sim: SimulatorServer) -> None:
         "expires_in": 120,
         "identity_requests_per_second": 2.5,
         "settings_catalog_max_top": 100,
+        "batch_enabled": True,
     }
     assert sim.control.set_options(settings_catalog_max_top=50)["settings_catalog_max_top"] == 50
+    assert sim.control.set_options(batch_enabled=False)["batch_enabled"] is False
+    with pytest.raises(SimulatorControlError):
+        sim.control._call("POST", "/options", {"batch_enabled": "no"})
     with pytest.raises(SimulatorControlError):
         sim.control.set_options(expires_in=-1)
     with pytest.raises(SimulatorControlError):

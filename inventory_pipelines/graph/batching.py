@@ -1,0 +1,384 @@
+"""Fetching the selected policy types of one tenant through JSON batches (`$batch`).
+
+Every open page chain has at most one request pending. Each round packs the pending
+requests of all chains into envelopes of at most 20 per API version and sends them in
+parallel, so a sync takes about as many round trips as its longest chain instead of one per
+page. Every answer goes through the same paging rules (`PolicyTypeFetch`) and retry rules
+(`GraphClient`) as a plain GET; a chain that must wait is re-sent in a later round while the
+others go on. When the `$batch` endpoint itself is refused, the open chains continue with
+plain GETs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from inventory_pipelines.core import fast_json
+from inventory_pipelines.core.errors import ErrorCode, GraphError
+from inventory_pipelines.graph.batch import MAX_BATCH_REQUESTS, relative_url
+from inventory_pipelines.graph.client import Failure, GraphClient
+from inventory_pipelines.graph.fetch import Page, PolicyTypeFetch
+from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.graph.responses import (
+    CollectionPage,
+    collection_page_from,
+    parse_collection_page,
+    parse_error_body,
+)
+from inventory_pipelines.graph.retry import RETRYABLE_STATUSES, RetryBudget
+
+PageSink = Callable[[PolicyTypeFetch, Page], None]
+"""Takes one page of a type; a GraphError raised here fails that type only."""
+EndSink = Callable[[PolicyTypeFetch], None]
+"""Told once per type that it is done (`completed`) or failed (`error`)."""
+
+_IDLE_POLL_SECONDS = 0.5
+"""Longest sleep while every open chain waits, so an abandoned run is noticed."""
+
+
+@dataclass(eq=False)
+class _Chain:
+    """One policy type's page chain and the retry state of its pending request."""
+
+    fetch: PolicyTypeFetch
+    budget: RetryBudget
+    url: str | None = None
+    not_before: float = 0.0
+    refreshed: bool = False
+    tried_newer: bool = False
+    solo: bool = False
+    """Sent alone next time: its envelope was lost, and it may be what broke it."""
+    token: str = ""
+
+    @property
+    def version(self) -> str:
+        return self.fetch.policy_type.api_version
+
+    @property
+    def page(self) -> int:
+        return self.fetch.stats.pages + 1
+
+
+@dataclass
+class _Envelope:
+    version: str
+    chains: list[_Chain]
+    outcomes: list[CollectionPage | Failure | GraphError] = field(default_factory=list)
+    refused: str | None = None
+    """Why `$batch` is not usable here (then no outcomes: the chains go on by GET)."""
+
+
+@dataclass
+class BatchStats:
+    """Round trips of one batched fetch."""
+
+    rounds: int = 0
+    envelopes: int = 0
+    fell_back: bool = False
+
+
+class BatchFetcher:
+    """Fetches the given policy types of one tenant by `$batch`, pushing pages to `on_page`."""
+
+    def __init__(
+        self,
+        client: GraphClient,
+        tenant_id: str,
+        policy_types: Sequence[PolicyType | str],
+        *,
+        on_page: PageSink,
+        on_end: EndSink,
+        concurrency: int = 4,
+        checkpoint: Callable[[], None] = lambda: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.tenant_id = tenant_id
+        self.fetches = [client.fetch(tenant_id, ptype) for ptype in policy_types]
+        self.stats = BatchStats()
+        self._on_page = on_page
+        self._on_end = on_end
+        self._concurrency = concurrency
+        self._checkpoint = checkpoint
+        self._sleep = sleep
+
+    def run(self) -> None:
+        """Fetch until every type is complete or failed; raises only what stops the run."""
+        chains = [self._start(fetch) for fetch in self.fetches]
+        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="graph-batch") as pool:
+            while open_chains := [c for c in chains if not c.fetch.done]:
+                self._checkpoint()
+                if not self.client.batching_available():
+                    self.stats.fell_back = True
+                    self._continue_by_get(open_chains, pool)
+                    return
+                now = time.monotonic()
+                ready = [c for c in open_chains if c.not_before <= now]
+                if not ready:
+                    soonest = min(c.not_before for c in open_chains)
+                    self._sleep(min(_IDLE_POLL_SECONDS, max(0.0, soonest - now)))
+                    continue
+                envelopes = self._pack(ready)
+                if not envelopes:
+                    continue
+                self.stats.rounds += 1
+                self.stats.envelopes += len(envelopes)
+                futures = [pool.submit(self._send, envelope) for envelope in envelopes]
+                for future in as_completed(futures):
+                    self._receive(future.result())
+
+    # -- rounds --------------------------------------------------------------------------
+
+    def _start(self, fetch: PolicyTypeFetch) -> _Chain:
+        fetch.begin()
+        chain = _Chain(fetch, self._budget())
+        self._advance(chain)
+        return chain
+
+    def _budget(self) -> RetryBudget:
+        return RetryBudget(self.client.retry, self.client._random)
+
+    def _pack(self, ready: list[_Chain]) -> list[_Envelope]:
+        """This round's envelopes: longest chains first, at most 20 per envelope, one
+        identity-paced request per round (paced), a chain whose envelope was lost alone."""
+        envelopes: list[_Envelope] = []
+        open_by_version: dict[str, _Envelope] = {}
+        identity_sent = False
+        for chain in sorted(ready, key=_longest_first):
+            if chain.fetch.policy_type.throttle_class == "identity":
+                if identity_sent:
+                    continue
+                identity_sent = True
+                self.client.pace(chain.fetch)
+            if (
+                chain.url is None
+                or relative_url(chain.url, self.client.settings.base_url, chain.version) is None
+            ):
+                self._fail(chain, self._outside_link(chain))
+                continue
+            chain.budget.start_attempt()
+            chain.fetch.stats.requests += 1
+            if chain.solo:
+                envelopes.append(_Envelope(chain.version, [chain]))
+                continue
+            envelope = open_by_version.get(chain.version)
+            if envelope is None or len(envelope.chains) >= MAX_BATCH_REQUESTS:
+                envelope = _Envelope(chain.version, [])
+                open_by_version[chain.version] = envelope
+                envelopes.append(envelope)
+            envelope.chains.append(chain)
+        return envelopes
+
+    def _outside_link(self, chain: _Chain) -> GraphError:
+        target = httpx.URL(chain.url or "")
+        return GraphError(
+            self.client._redact(
+                f"refusing to follow a link to {target.scheme}://{target.host}{target.path}: it "
+                f"is not under {self.client.settings.base_url}/{chain.version} "
+                f"(policy type {chain.fetch.policy_type.key}, tenant {self.tenant_id})"
+            ),
+            code=ErrorCode.INVALID_RESPONSE,
+        )
+
+    # -- one envelope (worker thread) ------------------------------------------------------
+
+    def _send(self, envelope: _Envelope) -> _Envelope:
+        chains = envelope.chains
+        try:
+            token = self.client.tokens.token(self.tenant_id)
+        except GraphError as exc:
+            envelope.outcomes = [exc] * len(chains)  # the type fails as its GET would
+            return envelope
+        requests = []
+        for number, chain in enumerate(chains):
+            chain.token = token
+            url = relative_url(chain.url or "", self.client.settings.base_url, envelope.version)
+            requests.append({"id": str(number), "method": "GET", "url": url or ""})
+        try:
+            response = self.client.post_batch(envelope.version, requests, token)
+        except httpx.TimeoutException as exc:
+            envelope.outcomes = [Failure(ErrorCode.TIMEOUT, type(exc).__name__)] * len(chains)
+            return envelope
+        except httpx.TransportError as exc:
+            failure = Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
+            envelope.outcomes = [failure] * len(chains)
+            return envelope
+        status = response.status_code
+        if status == 401 or status in RETRYABLE_STATUSES:
+            # The envelope as a whole was throttled or its token refused: every chain in it
+            # retries on its own budget, as if its GET had been answered so.
+            envelope.outcomes = [
+                self.client.classify(status, response.headers, c.budget, _no_page, response.content)
+                for c in chains
+            ]
+            return envelope
+        answers = _answers(response) if status == 200 else None
+        if answers is None:
+            detail = parse_error_body(response.content, response.headers)
+            reason = f"HTTP {status}" + (f" {detail.graph_code}" if detail.graph_code else "")
+            envelope.refused = reason if status != 200 else "the answer is not a batch response"
+            return envelope
+        envelope.outcomes = [
+            self._sub_outcome(chain, answers.get(str(n))) for n, chain in enumerate(chains)
+        ]
+        return envelope
+
+    def _sub_outcome(self, chain: _Chain, answer: Any) -> CollectionPage | Failure:
+        """One answer inside the envelope, classified exactly like a GET's response."""
+        if not isinstance(answer, dict) or not isinstance(answer.get("status"), int):
+            return Failure(
+                ErrorCode.INVALID_RESPONSE,
+                "invalid body: no answer for this request in the $batch response",
+                final=not chain.budget.invalid_body_allowed(),
+            )
+        raw_headers = answer.get("headers")
+        headers = httpx.Headers(
+            {str(k): str(v) for k, v in raw_headers.items()}
+            if isinstance(raw_headers, dict)
+            else {}
+        )
+        body = answer.get("body")
+
+        def page() -> CollectionPage:
+            if isinstance(body, str):  # Graph base64-encodes bodies that are not JSON
+                return parse_collection_page(_decoded(body))
+            return collection_page_from(body)
+
+        return self.client.classify(answer["status"], headers, chain.budget, page, _raw(body))
+
+    # -- outcomes (main thread) ------------------------------------------------------------
+
+    def _receive(self, envelope: _Envelope) -> None:
+        if envelope.refused is not None:
+            self.client.refuse_batching(envelope.refused)
+            return  # the chains keep their pending request; the next round sends it by GET
+        for chain, outcome in zip(envelope.chains, envelope.outcomes, strict=True):
+            if isinstance(outcome, CollectionPage):
+                self._take_page(chain, outcome)
+            elif isinstance(outcome, GraphError):
+                self._fail(chain, outcome)
+            else:
+                self._retry_or_fail(chain, outcome)
+
+    def _take_page(self, chain: _Chain, body: CollectionPage) -> None:
+        chain.budget = self._budget()
+        chain.refreshed = chain.tried_newer = chain.solo = False
+        fetch = chain.fetch
+        try:
+            self._on_page(fetch, fetch.accept(body))
+            fetch.check_pending_error()
+        except GraphError as exc:
+            self._fail(chain, exc)
+            return
+        self._advance(chain)
+
+    def _advance(self, chain: _Chain) -> None:
+        try:
+            chain.url = chain.fetch.next_url()
+        except GraphError as exc:
+            self._fail(chain, exc)
+            return
+        if chain.url is None:
+            self._on_end(chain.fetch)
+
+    def _retry_or_fail(self, chain: _Chain, failure: Failure) -> None:
+        """The GET path's rules: one token refresh on 401, a smaller `$top` when refused,
+        else wait (Retry-After or backoff) on the chain's own budget and re-send later."""
+        client, fetch = self.client, chain.fetch
+        attempt = chain.budget.attempts
+        if failure.status == 401 and not chain.refreshed:
+            dropped = client.refresh_token(fetch, chain.token, page=chain.page, attempt=attempt)
+            chain.refreshed = dropped or chain.tried_newer
+            chain.tried_newer = chain.tried_newer or not dropped
+            return
+        if failure.final:
+            if client.narrow_page_size(fetch, chain.url or "", failure):
+                chain.url = fetch.first_url
+                chain.budget = self._budget()
+                return
+            self._fail(chain, client.error_for(fetch, failure, chain.budget))
+            return
+        try:
+            wait = client.plan_wait(fetch, chain.budget, failure, page=chain.page, attempt=attempt)
+        except GraphError as exc:
+            self._fail(chain, exc)
+            return
+        chain.not_before = time.monotonic() + wait
+        chain.solo = failure.code in (ErrorCode.TIMEOUT, ErrorCode.NETWORK_ERROR)
+
+    def _fail(self, chain: _Chain, error: GraphError) -> None:
+        chain.fetch.record_error(error)
+        chain.url = None
+        self._on_end(chain.fetch)
+
+    # -- fallback --------------------------------------------------------------------------
+
+    def _continue_by_get(self, chains: Iterable[_Chain], pool: ThreadPoolExecutor) -> None:
+        """`$batch` refused: every open chain goes on with plain GETs, one worker each."""
+        futures: list[Future[_Chain]] = [pool.submit(self._pull, c) for c in chains]
+        for future in as_completed(futures):
+            self._on_end(future.result().fetch)
+
+    def _pull(self, chain: _Chain) -> _Chain:
+        fetch = chain.fetch
+        delay = chain.not_before - time.monotonic()
+        if delay > 0:
+            self._sleep(delay)
+        try:
+            while chain.url is not None:
+                body = self.client.get_page(chain.url, fetch, chain.page)
+                self._on_page(fetch, fetch.accept(body))
+                fetch.check_pending_error()
+                chain.url = fetch.next_url()
+        except GraphError as exc:
+            fetch.record_error(exc)
+            chain.url = None
+        return chain
+
+
+def _longest_first(chain: _Chain) -> tuple[int, str]:
+    ptype = chain.fetch.policy_type
+    return ptype.server_page_size, ptype.key
+
+
+def _no_page() -> CollectionPage:
+    raise AssertionError("only called for a 2xx status")
+
+
+def _answers(response: httpx.Response) -> dict[str, Any] | None:
+    """The envelope's answers by id, or None when it is not a batch response at all."""
+    try:
+        body = fast_json.loads(response.content)
+    except ValueError:
+        return None
+    answers = body.get("responses") if isinstance(body, dict) else None
+    if not isinstance(answers, list):
+        return None
+    return {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+
+
+def _decoded(body: str) -> bytes:
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return body.encode()
+
+
+def _raw(body: Any) -> bytes:
+    if isinstance(body, str):
+        return _decoded(body)
+    if body is None:
+        return b""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return b""
