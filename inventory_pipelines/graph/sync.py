@@ -271,8 +271,11 @@ def _fetch_all(
     on_type_done: Callable[[TypeSummary], None] | None,
 ) -> BatchStats | None:
     """Every selected type, by `$batch` when the client may batch, else one worker per type."""
+    buffered = _BufferedItems()
     sinks = {
-        key: _TypeSink(summary, tenant_id, writer, options.batch_size, heartbeat.abandoned)
+        key: _TypeSink(
+            summary, tenant_id, writer, options.batch_size, heartbeat.abandoned, buffered
+        )
         for key, summary in summaries.items()
     }
     order = fetch_order(summaries)
@@ -325,6 +328,21 @@ def _fetch_by_get(client: GraphClient, tenant_id: str, sink: _TypeSink) -> TypeS
     return sink.end(fetch)
 
 
+class _BufferedItems:
+    """Items all types of a sync hold back until their next upsert. Batched, every type is
+    open at once: a per-type bound alone would let 41 types hold a batch each, so memory
+    would grow with the tenant."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def change(self, delta: int) -> int:
+        with self._lock:
+            self._count += delta
+            return self._count
+
+
 class _TypeSink:
     """One type's pages into the writer in batches, and its outcome onto its summary."""
 
@@ -335,6 +353,7 @@ class _TypeSink:
         writer: BatchWriter,
         batch_size: int,
         abandoned: threading.Event,
+        buffered: _BufferedItems,
     ) -> None:
         self.summary = summary
         self.policy_type = get_policy_type(summary.policy_type)
@@ -344,6 +363,7 @@ class _TypeSink:
         self.abandoned = abandoned
         self.crash: GraphError | None = None
         self._batch: list[ObservedItem] = []
+        self._buffered = buffered
 
     def take(self, page: Page) -> None:
         """Raises RunAbandonedError/SQLAlchemyError (the run cannot go on) or a GraphError
@@ -354,7 +374,8 @@ class _TypeSink:
             self.summary.invalid_items += page.invalid_items
             name_field = self.policy_type.name_field
             self._batch.extend(ObservedItem.from_graph(item, name_field) for item in page.items)
-            if len(self._batch) >= self.batch_size:
+            held_by_all = self._buffered.change(len(page.items))
+            if len(self._batch) >= self.batch_size or held_by_all >= self.batch_size:
                 self._flush()
         except (RunAbandonedError, SQLAlchemyError, GraphError):
             raise
@@ -386,6 +407,7 @@ class _TypeSink:
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
+        self._buffered.change(-len(batch))
         self.writer.submit(self.summary, batch)
 
 
