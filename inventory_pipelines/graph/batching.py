@@ -57,6 +57,8 @@ class _Chain:
     tried_newer: bool = False
     solo: bool = False
     """Sent alone next time: its envelope was lost, and it may be what broke it."""
+    paced_slot: bool = False
+    """An identity slot is reserved for its next request (sent once `not_before` passes)."""
     token: str = ""
 
     @property
@@ -148,17 +150,19 @@ class BatchFetcher:
         return RetryBudget(self.client.retry, self.client._random)
 
     def _pack(self, ready: list[_Chain]) -> list[_Envelope]:
-        """This round's envelopes: longest chains first, at most 20 per envelope, one
-        identity-paced request per round (paced), a chain whose envelope was lost alone."""
+        """This round's envelopes: longest chains first, at most 20 per envelope, a chain
+        whose envelope was lost alone. An identity-paced request reserves its slot and waits
+        for it in `not_before`, so pacing never holds up the other chains' rounds."""
         envelopes: list[_Envelope] = []
         open_by_version: dict[str, _Envelope] = {}
-        identity_sent = False
         for chain in sorted(ready, key=_longest_first):
-            if chain.fetch.policy_type.throttle_class == "identity":
-                if identity_sent:
+            if not chain.paced_slot:
+                delay = self.client.reserve_pacing_slot(chain.fetch)
+                if delay > 0:
+                    chain.paced_slot = True
+                    chain.not_before = time.monotonic() + delay
                     continue
-                identity_sent = True
-                self.client.pace(chain.fetch)
+            chain.paced_slot = False
             if (
                 chain.url is None
                 or relative_url(chain.url, self.client.settings.base_url, chain.version) is None

@@ -218,6 +218,15 @@ class GraphClient:
         if fetch.policy_type.throttle_class == "identity":
             fetch.stats.pacing_wait_seconds += self._identity_pacer.wait(fetch.tenant_id)
 
+    def reserve_pacing_slot(self, fetch: PolicyTypeFetch) -> float:
+        """Seconds until the tenant's next identity slot, now reserved for this request (0
+        for a type that is not paced): a batch round sends it then, without waiting for it."""
+        if fetch.policy_type.throttle_class != "identity":
+            return 0.0
+        delay = self._identity_pacer.reserve(fetch.tenant_id)
+        fetch.stats.pacing_wait_seconds += delay
+        return delay
+
     def get_page(self, url: str, fetch: PolicyTypeFetch, page: int) -> CollectionPage:
         """One page by plain GET, every retry rule applied (the unbatched path)."""
         return self._get_page(url, fetch, page)

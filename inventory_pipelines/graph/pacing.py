@@ -32,15 +32,19 @@ class RequestPacer:
         self._next_free: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def wait(self, key: str) -> float:
-        """Block until this key's next slot; returns the seconds waited."""
+    def reserve(self, key: str) -> float:
+        """Take this key's next slot without waiting; returns the seconds until it starts."""
         if not self.interval:
             return 0.0
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_free.get(key, now))
             self._next_free[key] = slot + self.interval
-        delay = slot - now
+        return slot - now
+
+    def wait(self, key: str) -> float:
+        """Block until this key's next slot; returns the seconds waited."""
+        delay = self.reserve(key)
         if delay > 0:
             self._sleep(delay)
         return delay

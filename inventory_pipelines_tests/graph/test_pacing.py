@@ -108,3 +108,11 @@ def test_pacer_keeps_a_safety_margin_by_default() -> None:
     fake = FakeTime()
     pacer = RequestPacer(1.0, clock=fake.clock, sleep=fake.sleep)
     assert [pacer.wait("a") for _ in range(3)] == pytest.approx([0.0, 1.1, 2.2])
+
+
+def test_reserve_takes_the_slot_without_waiting() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(1.0, clock=fake.clock, sleep=fake.sleep, margin=0.0)
+    assert [pacer.reserve("a") for _ in range(3)] == [0.0, 1.0, 2.0]
+    assert fake.slept == []  # the caller decides when to send
+    assert pacer.wait("a") == 3.0 and fake.slept == [3.0]
