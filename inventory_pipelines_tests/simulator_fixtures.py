@@ -8,6 +8,7 @@ Registered through `pytest_plugins` in the root conftest. Identity-class throttl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,15 +40,21 @@ FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_to
 """Retries quick enough for tests; the simulator's faults decide how many are needed."""
 
 
+def simulator_settings(sim: SimulatorServer, **overrides: Any) -> GraphSettings:
+    """Graph settings pointing at the simulator (authority and Graph alike), its credentials."""
+    values: dict[str, Any] = {
+        "client_id": SIMULATOR_CLIENT_ID,
+        "client_secret": SIMULATOR_CLIENT_SECRET,
+        "base_url": sim.base_url,
+        "authority_url": sim.base_url,
+    }
+    values.update(overrides)
+    return GraphSettings(**values)
+
+
 def simulator_client(sim: SimulatorServer, retry: RetryPolicy = FAST_RETRY) -> GraphClient:
     """A Graph client for the simulator with the test credentials, identity pacing off."""
-    settings = GraphSettings(
-        client_id=SIMULATOR_CLIENT_ID,
-        client_secret=SIMULATOR_CLIENT_SECRET,
-        base_url=sim.base_url,
-        authority_url=sim.base_url,
-    )
-    return GraphClient(settings, retry=retry, identity_requests_per_second=0)
+    return GraphClient(simulator_settings(sim), retry=retry, identity_requests_per_second=0)
 
 
 @pytest.fixture

@@ -31,15 +31,13 @@ from inventory_pipelines.demo_story import (
 from inventory_pipelines.devstack import REPO_ROOT, _group_members, free_port
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.retry import RetryPolicy
-from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.graph.sync import SyncSummary, sync_partition
 from inventory_pipelines.simulator import (
-    SIMULATOR_CLIENT_ID,
-    SIMULATOR_CLIENT_SECRET,
     SimulatorControl,
     SimulatorServer,
 )
 from inventory_pipelines.simulator.scenario import load_scenario
+from inventory_pipelines_tests.simulator_fixtures import simulator_settings
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_total_wait=2.0)
 BY_KEY = {tenant.key: tenant for tenant in DEMO_TENANTS}
@@ -57,19 +55,12 @@ def configure_demo_tenants(control: SimulatorControl) -> None:
         control.set_faults(tenant_id, settings.get("faults", []))
 
 
-def settings_for(sim: SimulatorServer) -> GraphSettings:
-    return GraphSettings(
-        client_id=SIMULATOR_CLIENT_ID,
-        client_secret=SIMULATOR_CLIENT_SECRET,
-        base_url=sim.base_url,
-        authority_url=sim.base_url,
-    )
-
-
 @pytest.fixture
 def client(sim: SimulatorServer) -> Iterator[GraphClient]:
     configure_demo_tenants(sim.control)
-    with GraphClient(settings_for(sim), retry=FAST_RETRY, identity_requests_per_second=0) as graph:
+    with GraphClient(
+        simulator_settings(sim), retry=FAST_RETRY, identity_requests_per_second=0
+    ) as graph:
         yield graph
 
 
@@ -202,7 +193,7 @@ def test_fabrikam_is_throttled_on_every_sync_and_every_sync_succeeds(
     throttled = {"all", "apps", "compliance", "configuration"}
     try:
         for name in names:
-            with GraphClient(settings_for(sim), retry=RetryPolicy()) as graph:
+            with GraphClient(simulator_settings(sim), retry=RetryPolicy()) as graph:
                 summary = sync_partition(store, graph, fabrikam.tenant_id, get_selection(name))
             retries, waited = throttling(summary)
             assert summary.status == "success", (name, summary.error_codes)

@@ -25,9 +25,9 @@ from inventory_pipelines.graph.fetch import PolicyTypeFetch
 from inventory_pipelines.graph.page_size import PageSizeMemory
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
-from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines.simulator.paging import SETTINGS_CATALOG_TYPES, top_exceeded_message
+from inventory_pipelines_tests.simulator_fixtures import simulator_settings
 
 FAST = RetryPolicy(
     max_attempts=4, base_delay=0.01, max_delay=0.05, max_total_wait=10, max_invalid_body_retries=2
@@ -67,17 +67,6 @@ class RecordingTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def settings_for(sim: SimulatorServer, **overrides: Any) -> GraphSettings:
-    values: dict[str, Any] = {
-        "client_id": sim.client_id,
-        "client_secret": sim.client_secret,
-        "base_url": sim.base_url,
-        "authority_url": sim.base_url,
-    }
-    values.update(overrides)
-    return GraphSettings(**values)
-
-
 @pytest.fixture
 def tenant(sim: SimulatorServer) -> str:
     tenant_id = str(uuid.uuid4())
@@ -102,7 +91,7 @@ def learned_memory() -> PageSizeMemory:
 @pytest.fixture
 def client(sim: SimulatorServer, recorder: RecordingTransport) -> Iterator[GraphClient]:
     with GraphClient(
-        settings_for(sim), retry=FAST, transport=recorder, page_sizes=learned_memory()
+        simulator_settings(sim), retry=FAST, transport=recorder, page_sizes=learned_memory()
     ) as graph_client:
         yield graph_client
 
@@ -228,7 +217,7 @@ def test_identity_rate_limit_without_retry_after_is_survived(
     patient = RetryPolicy(max_attempts=12, base_delay=0.1, max_delay=0.5, max_total_wait=30)
     # Pacing off: this proves backoff alone survives the limit (pacing has its own test).
     unpaced = {"identity_requests_per_second": 0}
-    with GraphClient(settings_for(sim), retry=patient, **unpaced) as graph_client:
+    with GraphClient(simulator_settings(sim), retry=patient, **unpaced) as graph_client:
         fetches = [graph_client.fetch(tenant, "conditional_access_policies") for _ in range(2)]
         for fetch in fetches:
             assert sorted(i["id"] for i in drain(fetch)) == truth(
@@ -249,7 +238,7 @@ def test_server_errors_are_recovered(sim: SimulatorServer, tenant: str) -> None:
         ],
     )
     policy = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)
-    with GraphClient(settings_for(sim), retry=policy) as graph_client:
+    with GraphClient(simulator_settings(sim), retry=policy) as graph_client:
         fetch = graph_client.fetch(tenant, CATALOG)
         assert sorted(i["id"] for i in drain(fetch)) == truth(sim, tenant, CATALOG)
     assert [(w.page, w.attempt, w.status) for w in fetch.stats.waits] == [
@@ -406,7 +395,7 @@ def test_token_errors_are_authentication_failed(
 def test_bad_credentials_are_authentication_failed(
     sim: SimulatorServer, tenant: str, overrides: dict[str, str], graph_code: str
 ) -> None:
-    with GraphClient(settings_for(sim, **overrides), retry=FAST) as graph_client:
+    with GraphClient(simulator_settings(sim, **overrides), retry=FAST) as graph_client:
         error, _ = fails(graph_client, tenant, CATALOG)
     assert (error.code, error.graph_code) == (ErrorCode.AUTHENTICATION_FAILED, graph_code)
     assert "wrong-secret-value-123" not in str(error)
@@ -466,7 +455,7 @@ def test_connections_that_keep_resetting_are_a_network_error(
 def test_a_slow_response_is_a_timeout(sim: SimulatorServer, tenant: str) -> None:
     sim.control.add_fault(tenant, {"kind": "latency", "policy_type": CATALOG, "ms": 2000})
     quick = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01)
-    with GraphClient(settings_for(sim, read_timeout=0.2), retry=quick) as graph_client:
+    with GraphClient(simulator_settings(sim, read_timeout=0.2), retry=quick) as graph_client:
         error, _ = fails(graph_client, tenant, CATALOG)
     assert error.code is ErrorCode.TIMEOUT
 
@@ -595,7 +584,7 @@ def test_the_settings_catalog_limit_is_learned_on_the_first_page(
 ) -> None:
     memory = PageSizeMemory()
     with GraphClient(
-        settings_for(sim), retry=FAST, transport=recorder, page_sizes=memory
+        simulator_settings(sim), retry=FAST, transport=recorder, page_sizes=memory
     ) as graph_client:
         first = graph_client.fetch(tenant, CATALOG)
         assert first.top == 999

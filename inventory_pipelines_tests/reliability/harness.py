@@ -23,9 +23,9 @@ from inventory_pipelines.core.store import COMPLETE, InventoryStore
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
-from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.graph.sync import SyncOptions, SyncSummary, sync_partition
 from inventory_pipelines.simulator import SimulatorServer
+from inventory_pipelines_tests.simulator_fixtures import simulator_settings
 
 TENANT = "5b7e0c2d-3f4a-4b8c-9d1e-2f3a4b5c6d7e"
 CATALOG = "settings_catalog_policies"
@@ -58,17 +58,6 @@ def ground_truth(sim: SimulatorServer, tenant_id: str = TENANT) -> Truth:
         key: {item["id"]: item for item in sim.control.items(tenant_id, key)}
         for key in SELECTION.policy_types
     }
-
-
-def graph_settings(sim: SimulatorServer, **overrides: Any) -> GraphSettings:
-    values: dict[str, Any] = {
-        "client_id": sim.client_id,
-        "client_secret": sim.client_secret,
-        "base_url": sim.base_url,
-        "authority_url": sim.base_url,
-    }
-    values.update(overrides)
-    return GraphSettings(**values)
 
 
 @functools.cache
@@ -123,7 +112,7 @@ def run_sync(
 ) -> SyncSummary:
     """One sync run with its own client (its own token cache), like one Dagster run."""
     with GraphClient(
-        graph_settings(sim, **settings),
+        simulator_settings(sim, **settings),
         retry=FAST_RETRY,
         identity_requests_per_second=0,
         transport=transport or loopback_transport(),

@@ -38,8 +38,8 @@ from inventory_pipelines_tests.reliability.harness import (
     FAST_RETRY,
     TENANT,
     RecordingTransport,
-    graph_settings,
 )
+from inventory_pipelines_tests.simulator_fixtures import simulator_settings
 
 CLIENT_SECRET = "hygiene~Q7v.Distinctive-Client_Secret-5mRw2Lk"
 WRONG_SECRET = "hygiene~X3p.Wrong-Client_Secret-Tried-8dNe4Hs"
@@ -175,7 +175,7 @@ def test_plain_sync_leaks_no_secret(
     statuses = []
     for name, rules, secret, expected in SCENARIOS:
         hsim.control.set_faults(TENANT, rules)
-        settings = graph_settings(hsim, client_secret=secret)
+        settings = simulator_settings(hsim, client_secret=secret)
         with GraphClient(
             settings, retry=FAST_RETRY, identity_requests_per_second=0, transport=recorder
         ) as client:
