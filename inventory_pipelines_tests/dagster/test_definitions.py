@@ -1,5 +1,8 @@
 """The definitions load, and the shipped dagster.yaml is a valid instance config with the limits."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -73,3 +76,25 @@ def test_workspace_points_at_the_definitions_module() -> None:
     workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
     modules = [entry["python_module"]["module_name"] for entry in workspace["load_from"]]
     assert modules == ["inventory_pipelines.definitions"]
+
+
+def test_dg_check_defs_loads_the_project(tmp_path: Path) -> None:
+    """`dg check defs` (Dagster's current command line, `[tool.dg]` in pyproject.toml) finds
+    the project and loads the same definitions, with no warning raised by our code."""
+    dg_command = Path(sys.executable).with_name("dg")
+    completed = subprocess.run(
+        [str(dg_command), "check", "defs"],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path), "PYTHONWARNINGS": "default"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "All definitions loaded successfully." in output
+    ours = [
+        line for line in output.splitlines() if "Warning" in line and "inventory_pipelines" in line
+    ]
+    assert ours == [], ours
