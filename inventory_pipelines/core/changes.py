@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from inventory_pipelines.core.schema import changes
+from inventory_pipelines.core.schema import changes, items
 from inventory_pipelines.core.tenancy import tenant_transaction
 from inventory_pipelines.core.tenants import list_tenants, normalize_tenant_id
 
@@ -144,9 +144,19 @@ def read_changes(
     run_id: int | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One tenant's events, oldest first: all, those since a time, or those of one run."""
+    """One tenant's events, oldest first: all, those since a time, or those of one run; with
+    the item's current display name (not part of the event)."""
     tenant_id = normalize_tenant_id(tenant_id)
-    query = select(changes).where(changes.c.tenant_id == tenant_id)
+    query = (
+        select(changes, items.c.display_name)
+        .join_from(
+            changes,
+            items,
+            (items.c.tenant_id == changes.c.tenant_id) & (items.c.id == changes.c.item_id),
+            isouter=True,
+        )
+        .where(changes.c.tenant_id == tenant_id)
+    )
     if since is not None:
         query = query.where(changes.c.occurred_at >= since)
     if run_id is not None:
