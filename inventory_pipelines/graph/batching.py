@@ -3,16 +3,18 @@
 Every open page chain has at most one request pending. Each round packs the pending
 requests of all chains into envelopes of at most 20 per API version and sends them in
 parallel, so a sync takes about as many round trips as its longest chain instead of one per
-page. Every answer goes through the same paging rules (`PolicyTypeFetch`) and retry rules
-(`GraphClient`) as a plain GET; a chain that must wait is re-sent in a later round while the
-others go on. When the `$batch` endpoint itself is refused, the open chains continue with
-plain GETs.
+page. Each answer is handed on as soon as it has been read from the streamed envelope
+(`batch_stream.py`), so a round's pages are never all in memory together. Every answer goes
+through the same paging rules (`PolicyTypeFetch`) and retry rules (`GraphClient`) as a plain
+GET; a chain that must wait is re-sent in a later round while the others go on. When the
+`$batch` endpoint itself is refused, the open chains continue with plain GETs.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -22,9 +24,13 @@ from typing import Any
 import httpx
 import orjson
 
-from inventory_pipelines.core import fast_json
 from inventory_pipelines.core.errors import ErrorCode, GraphError
 from inventory_pipelines.graph.batch import MAX_BATCH_REQUESTS, relative_url
+from inventory_pipelines.graph.batch_stream import (
+    BrokenBatchResponse,
+    NotABatchResponse,
+    iter_answers,
+)
 from inventory_pipelines.graph.client import Failure, GraphClient
 from inventory_pipelines.graph.fetch import Page, PolicyTypeFetch
 from inventory_pipelines.graph.policy_types import PolicyType
@@ -57,8 +63,6 @@ class _Chain:
     tried_newer: bool = False
     solo: bool = False
     """Sent alone next time: its envelope was lost, and it may be what broke it."""
-    paced_slot: bool = False
-    """An identity slot is reserved for its next request (sent once `not_before` passes)."""
     token: str = ""
 
     @property
@@ -74,9 +78,8 @@ class _Chain:
 class _Envelope:
     version: str
     chains: list[_Chain]
-    outcomes: list[CollectionPage | Failure | GraphError] = field(default_factory=list)
-    refused: str | None = None
-    """Why `$batch` is not usable here (then no outcomes: the chains go on by GET)."""
+    unanswered: dict[str, _Chain] = field(default_factory=dict)
+    """Chains by sub-request id whose answer has not been handed on yet (set when sent)."""
 
 
 @dataclass
@@ -112,6 +115,7 @@ class BatchFetcher:
         self._concurrency = concurrency
         self._checkpoint = checkpoint
         self._sleep = sleep
+        self._lock = threading.RLock()
 
     def run(self) -> None:
         """Fetch until every type is complete or failed; raises only what stops the run."""
@@ -134,9 +138,9 @@ class BatchFetcher:
                     continue
                 self.stats.rounds += 1
                 self.stats.envelopes += len(envelopes)
-                futures = [pool.submit(self._send, envelope) for envelope in envelopes]
+                futures = [pool.submit(self._exchange, envelope) for envelope in envelopes]
                 for future in as_completed(futures):
-                    self._receive(future.result())
+                    future.result()
 
     # -- rounds --------------------------------------------------------------------------
 
@@ -151,18 +155,16 @@ class BatchFetcher:
 
     def _pack(self, ready: list[_Chain]) -> list[_Envelope]:
         """This round's envelopes: longest chains first, at most 20 per envelope, a chain
-        whose envelope was lost alone. An identity-paced request reserves its slot and waits
-        for it in `not_before`, so pacing never holds up the other chains' rounds."""
+        whose envelope was lost alone. An identity-paced request goes only when it can claim
+        the tenant's slot, else waits for it in `not_before`: pacing never holds up the other
+        chains' rounds, and a round that starts late never sends two paced requests close."""
         envelopes: list[_Envelope] = []
         open_by_version: dict[str, _Envelope] = {}
         for chain in sorted(ready, key=_longest_first):
-            if not chain.paced_slot:
-                delay = self.client.reserve_pacing_slot(chain.fetch)
-                if delay > 0:
-                    chain.paced_slot = True
-                    chain.not_before = time.monotonic() + delay
-                    continue
-            chain.paced_slot = False
+            delay = self.client.claim_pacing_slot(chain.fetch)
+            if delay > 0:
+                chain.not_before = time.monotonic() + delay
+                continue
             if (
                 chain.url is None
                 or relative_url(chain.url, self.client.settings.base_url, chain.version) is None
@@ -195,55 +197,72 @@ class BatchFetcher:
 
     # -- one envelope (worker thread) ------------------------------------------------------
 
-    def _send(self, envelope: _Envelope) -> _Envelope:
-        chains = envelope.chains
+    def _exchange(self, envelope: _Envelope) -> None:
+        """Send one envelope and hand on each answer as soon as it has been read."""
+        envelope.unanswered = {str(n): chain for n, chain in enumerate(envelope.chains)}
         try:
             token = self.client.tokens.token(self.tenant_id)
         except GraphError as exc:
-            envelope.outcomes = [exc] * len(chains)  # the type fails as its GET would
-            return envelope
+            self._deliver_rest(envelope, exc)  # the types fail as their GETs would
+            return
         requests = []
-        for number, chain in enumerate(chains):
+        for number, chain in enumerate(envelope.chains):
             chain.token = token
             url = relative_url(chain.url or "", self.client.settings.base_url, envelope.version)
             requests.append({"id": str(number), "method": "GET", "url": url or ""})
         try:
-            response = self.client.post_batch(envelope.version, requests, token)
+            with self.client.post_batch(envelope.version, requests, token) as response:
+                self._read(envelope, response)
         except httpx.TimeoutException as exc:
-            envelope.outcomes = [Failure(ErrorCode.TIMEOUT, type(exc).__name__)] * len(chains)
-            return envelope
+            self._deliver_rest(envelope, Failure(ErrorCode.TIMEOUT, type(exc).__name__))
         except httpx.TransportError as exc:
             failure = Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
-            envelope.outcomes = [failure] * len(chains)
-            return envelope
+            self._deliver_rest(envelope, failure)
+
+    def _read(self, envelope: _Envelope, response: httpx.Response) -> None:
         status = response.status_code
         if status == 401 or status in RETRYABLE_STATUSES:
             # The envelope as a whole was throttled or its token refused: every chain in it
             # retries on its own budget, as if its GET had been answered so.
-            envelope.outcomes = [
-                self.client.classify(status, response.headers, c.budget, _no_page, response.content)
-                for c in chains
-            ]
-            return envelope
-        answers = _answers(response) if status == 200 else None
-        if answers is None:
+            response.read()
+            for key, chain in list(envelope.unanswered.items()):
+                self._deliver(
+                    envelope,
+                    key,
+                    self.client.classify(
+                        status, response.headers, chain.budget, _no_page, response.content
+                    ),
+                )
+            return
+        if status != 200:
+            response.read()
             detail = parse_error_body(response.content, response.headers)
-            reason = f"HTTP {status}" + (f" {detail.graph_code}" if detail.graph_code else "")
-            envelope.refused = reason if status != 200 else "the answer is not a batch response"
-            return envelope
-        envelope.outcomes = [
-            self._sub_outcome(chain, answers.get(str(n))) for n, chain in enumerate(chains)
-        ]
-        return envelope
+            self._refuse(f"HTTP {status}" + (f" {detail.graph_code}" if detail.graph_code else ""))
+            return
+        try:
+            # One envelope's body is read at a time: the answers of the others wait on the
+            # wire, not parsed in memory, while the database takes this one's pages.
+            with self._lock:
+                for answer in iter_answers(response.iter_bytes()):
+                    key = str(answer.get("id"))
+                    pending = envelope.unanswered.get(key)
+                    if pending is not None:  # an unknown or repeated id is ignored
+                        self._deliver(envelope, key, self._sub_outcome(pending, answer))
+        except NotABatchResponse:
+            self._refuse("the answer is not a batch response")
+            return
+        except BrokenBatchResponse as exc:
+            self._deliver_rest(envelope, None, f"invalid body: {exc}")
+            return
+        self._deliver_rest(
+            envelope, None, "invalid body: no answer for this request in the $batch response"
+        )
 
-    def _sub_outcome(self, chain: _Chain, answer: Any) -> CollectionPage | Failure:
+    def _sub_outcome(self, chain: _Chain, answer: dict[str, Any]) -> CollectionPage | Failure:
         """One answer inside the envelope, classified exactly like a GET's response."""
-        if not isinstance(answer, dict) or not isinstance(answer.get("status"), int):
-            return Failure(
-                ErrorCode.INVALID_RESPONSE,
-                "invalid body: no answer for this request in the $batch response",
-                final=not chain.budget.invalid_body_allowed(),
-            )
+        status = answer.get("status")
+        if not isinstance(status, int):
+            return _invalid(chain, "invalid body: an answer in the $batch response has no status")
         raw_headers = answer.get("headers")
         headers = httpx.Headers(
             {str(k): str(v) for k, v in raw_headers.items()}
@@ -257,21 +276,39 @@ class BatchFetcher:
                 return parse_collection_page(_decoded(body))
             return collection_page_from(body)
 
-        return self.client.classify(answer["status"], headers, chain.budget, page, _raw(body))
+        error_body = b"" if 200 <= status < 300 else _raw(body)
+        return self.client.classify(status, headers, chain.budget, page, error_body)
 
-    # -- outcomes (main thread) ------------------------------------------------------------
+    # -- outcomes (one at a time, under the lock) ------------------------------------------
 
-    def _receive(self, envelope: _Envelope) -> None:
-        if envelope.refused is not None:
-            self.client.refuse_batching(envelope.refused)
-            return  # the chains keep their pending request; the next round sends it by GET
-        for chain, outcome in zip(envelope.chains, envelope.outcomes, strict=True):
+    def _deliver(
+        self, envelope: _Envelope, key: str, outcome: CollectionPage | Failure | GraphError
+    ) -> None:
+        """Hand one chain's outcome on; the sinks and the chains' state see one at a time."""
+        chain = envelope.unanswered.pop(key)
+        with self._lock:
             if isinstance(outcome, CollectionPage):
                 self._take_page(chain, outcome)
             elif isinstance(outcome, GraphError):
                 self._fail(chain, outcome)
             else:
                 self._retry_or_fail(chain, outcome)
+
+    def _deliver_rest(
+        self,
+        envelope: _Envelope,
+        outcome: Failure | GraphError | None,
+        invalid_reason: str = "",
+    ) -> None:
+        """Every chain not answered yet gets `outcome`, or an invalid-body failure."""
+        for key, chain in list(envelope.unanswered.items()):
+            self._deliver(envelope, key, outcome or _invalid(chain, invalid_reason))
+
+    def _refuse(self, reason: str) -> None:
+        """`$batch` is not usable here: the chains keep their pending request, which the next
+        round sends by GET."""
+        with self._lock:
+            self.client.refuse_batching(reason)
 
     def _take_page(self, chain: _Chain, body: CollectionPage) -> None:
         chain.budget = self._budget()
@@ -358,16 +395,10 @@ def _no_page() -> CollectionPage:
     raise AssertionError("only called for a 2xx status")
 
 
-def _answers(response: httpx.Response) -> dict[str, Any] | None:
-    """The envelope's answers by id, or None when it is not a batch response at all."""
-    try:
-        body = fast_json.loads(response.content)
-    except ValueError:
-        return None
-    answers = body.get("responses") if isinstance(body, dict) else None
-    if not isinstance(answers, list):
-        return None
-    return {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+def _invalid(chain: _Chain, reason: str) -> Failure:
+    return Failure(
+        ErrorCode.INVALID_RESPONSE, reason, final=not chain.budget.invalid_body_allowed()
+    )
 
 
 def _decoded(body: str) -> bytes:

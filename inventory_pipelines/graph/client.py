@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import random as _random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from types import TracebackType
@@ -200,32 +201,35 @@ class GraphClient:
                 extra={"graph_reason": self._redact(reason)},
             )
 
+    @contextmanager
     def post_batch(
         self, version: str, requests: list[dict[str, str]], token: str
-    ) -> httpx.Response:
-        """POST one envelope of GETs; the request hook checks it before it leaves."""
-        return self._http.send(
-            self._http.build_request(
-                "POST",
-                f"{self.settings.base_url}/{version}/$batch",
-                content=orjson.dumps({"requests": requests}),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
+    ) -> Iterator[httpx.Response]:
+        """POST one envelope of GETs (the request hook checks it before it leaves); the
+        answer is streamed, so its body is read as it arrives and never held whole."""
+        request = self._http.build_request(
+            "POST",
+            f"{self.settings.base_url}/{version}/$batch",
+            content=orjson.dumps({"requests": requests}),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
+        response = self._http.send(request, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
 
     def pace(self, fetch: PolicyTypeFetch) -> None:
         """Wait for the tenant's identity slot when the type is identity-paced."""
         if fetch.policy_type.throttle_class == "identity":
             fetch.stats.pacing_wait_seconds += self._identity_pacer.wait(fetch.tenant_id)
 
-    def reserve_pacing_slot(self, fetch: PolicyTypeFetch) -> float:
-        """Seconds until the tenant's next identity slot, now reserved for this request (0
-        for a type that is not paced): a batch round sends it then, without waiting for it."""
+    def claim_pacing_slot(self, fetch: PolicyTypeFetch) -> float:
+        """0 when the request may go now (the tenant's identity slot is taken for it, or the
+        type is not paced), else the seconds until the slot frees; nothing is taken then."""
         if fetch.policy_type.throttle_class != "identity":
             return 0.0
-        delay = self._identity_pacer.reserve(fetch.tenant_id)
-        fetch.stats.pacing_wait_seconds += delay
-        return delay
+        return self._identity_pacer.claim(fetch.tenant_id)
 
     def get_page(self, url: str, fetch: PolicyTypeFetch, page: int) -> CollectionPage:
         """One page by plain GET, every retry rule applied (the unbatched path)."""

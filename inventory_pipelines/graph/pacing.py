@@ -42,6 +42,20 @@ class RequestPacer:
             self._next_free[key] = slot + self.interval
         return slot - now
 
+    def claim(self, key: str) -> float:
+        """Take this key's slot if it has started (0.0), else return the seconds until it
+        does and take nothing: a caller that sends only when it holds the slot keeps the
+        spacing between actual sends, however late it gets round to sending."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            free_at = self._next_free.get(key, now)
+            if free_at > now:
+                return free_at - now
+            self._next_free[key] = now + self.interval
+        return 0.0
+
     def wait(self, key: str) -> float:
         """Block until this key's next slot; returns the seconds waited."""
         delay = self.reserve(key)

@@ -1,8 +1,9 @@
 """Database writes of a sync, off the fetchers' threads.
 
-Fetch workers hand batches to a bounded queue and go on fetching; a couple of writer threads
-upsert them (they wait on the database with the GIL released). The bound keeps memory flat:
-when the database falls behind, fetchers wait instead of piling pages up.
+Fetch workers hand batches to a queue and go on fetching; a couple of writer threads upsert
+them (they wait on the database with the GIL released). The queue is bounded in items, not
+batches (a page of 999 makes a batch four times the size of a page of 250), which keeps
+memory flat: when the database falls behind, fetchers wait instead of piling pages up.
 """
 
 from __future__ import annotations
@@ -33,16 +34,17 @@ class BatchWriter:
         seen_at: datetime,
         *,
         writers: int = 2,
-        max_pending: int = 4,
+        max_pending_items: int = 2_000,
     ) -> None:
         self.store = store
         self.tenant_id = tenant_id
         self.run_id = run_id
         self.seen_at = seen_at
         self.error: BaseException | None = None
-        self._jobs: queue.Queue[tuple[TypeSummary, list[ObservedItem]] | None] = queue.Queue(
-            maxsize=max_pending
-        )
+        self._jobs: queue.Queue[tuple[TypeSummary, list[ObservedItem]] | None] = queue.Queue()
+        self._max_pending_items = max_pending_items
+        self._pending_items = 0
+        self._room = threading.Condition()
         self._counts_lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._write_jobs, name=f"inventory-writer-{i}", daemon=True)
@@ -61,41 +63,49 @@ class BatchWriter:
         tb: TracebackType | None,
     ) -> None:
         for _ in self._threads:
-            self._put(_STOP)
+            self._jobs.put(_STOP)
         for thread in self._threads:
             thread.join()
         if exc is None and self.error is not None:
             raise self.error
 
     def submit(self, summary: TypeSummary, batch: list[ObservedItem]) -> None:
-        """Queue a batch; blocks while the queue is full; raises the writers' failure."""
-        if batch:
-            self._put((summary, batch))
-
-    def _put(self, job: tuple[TypeSummary, list[ObservedItem]] | None) -> None:
-        while True:
-            if self.error is not None and job is not _STOP:
+        """Queue a batch; blocks while the queue holds `max_pending_items` (a batch larger
+        than that waits for an empty queue); raises the writers' failure."""
+        if not batch:
+            return
+        with self._room:
+            while self._pending_items and (
+                self._pending_items + len(batch) > self._max_pending_items
+            ):
+                if self.error is not None:
+                    raise self.error
+                self._room.wait(_POLL_SECONDS)
+            if self.error is not None:
                 raise self.error
-            try:
-                self._jobs.put(job, timeout=_POLL_SECONDS)
-                return
-            except queue.Full:
-                continue
+            self._pending_items += len(batch)
+        self._jobs.put((summary, batch))
 
     def _write_jobs(self) -> None:
         while True:
             job = self._jobs.get()
             if job is _STOP:
                 return
-            if self.error is not None:
-                continue  # drain: the run is failing anyway
             summary, batch = job
             try:
-                counts = self.store.upsert_items(
-                    self.tenant_id, self.run_id, summary.policy_type, batch, seen_at=self.seen_at
-                )
+                if self.error is None:  # else drain: the run is failing anyway
+                    counts = self.store.upsert_items(
+                        self.tenant_id,
+                        self.run_id,
+                        summary.policy_type,
+                        batch,
+                        seen_at=self.seen_at,
+                    )
+                    with self._counts_lock:
+                        summary.counts.add(counts)
             except BaseException as exc:
                 self.error = exc
-                continue
-            with self._counts_lock:
-                summary.counts.add(counts)
+            finally:
+                with self._room:
+                    self._pending_items -= len(batch)
+                    self._room.notify_all()

@@ -589,3 +589,18 @@ def test_exhausted_retries_say_they_gave_up() -> None:
     with pytest.raises(GraphError) as info:
         fetch_all(graph, sleep=SleepRecorder(), retry=RetryPolicy(max_attempts=3))
     assert "gave up after 3 attempts" in str(info.value)
+
+
+def test_guid_ids_are_de_duplicated_exactly_by_spelling() -> None:
+    """GUIDs are kept as numbers to save memory; only the canonical spelling is converted, so
+    ids that differ in case (two rows in the database) are never taken for one another."""
+    guid = "6c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    first = [{"id": guid}, {"id": guid.upper()}, {"id": "not-a-guid"}, {"id": f"{guid}_x"}]
+    graph = MockGraph().on(DC_FIRST, page(first, f"{BASE}{DC}?s=1"))
+    graph.on(f"{DC}?s=1", page([{"id": guid}, {"id": guid.upper()}, {"id": "NOT-A-GUID"}]))
+    with make_client(graph) as client:
+        fetch = client.fetch(TENANT, "device_configurations")
+        pages = list(fetch)
+    assert [len(p.items) for p in pages] == [4, 1]
+    assert pages[1].items == [{"id": "NOT-A-GUID"}]
+    assert fetch.stats.duplicates_dropped == 2

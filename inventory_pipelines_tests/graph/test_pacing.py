@@ -116,3 +116,19 @@ def test_reserve_takes_the_slot_without_waiting() -> None:
     assert [pacer.reserve("a") for _ in range(3)] == [0.0, 1.0, 2.0]
     assert fake.slept == []  # the caller decides when to send
     assert pacer.wait("a") == 3.0 and fake.slept == [3.0]
+
+
+def test_claim_takes_a_slot_only_when_it_has_started() -> None:
+    """Spacing between actual sends: a sender that comes round late does not bring the
+    next one closer."""
+    fake = FakeTime()
+    pacer = RequestPacer(1.0, clock=fake.clock, sleep=fake.sleep, margin=0.0)
+    assert pacer.claim("a") == 0.0
+    assert pacer.claim("a") == 1.0  # nothing taken: asking again gives the same answer
+    fake.now += 0.4
+    assert pacer.claim("a") == pytest.approx(0.6)
+    assert pacer.claim("b") == 0.0  # per key
+    fake.now += 1.5  # the first sender after the slot freed comes round late…
+    assert pacer.claim("a") == 0.0
+    assert pacer.claim("a") == 1.0  # …and the next slot is a full interval after it
+    assert fake.slept == []
