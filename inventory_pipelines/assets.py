@@ -76,6 +76,11 @@ def sync_metadata(summary: SyncSummary) -> dict[str, Any]:
         "items_observed": dg.MetadataValue.int(summary.items_observed),
         "items_inserted": dg.MetadataValue.int(summary.items_inserted),
         "items_updated": dg.MetadataValue.int(summary.items_updated),
+        # Change-feed events of this run (inventory_changes), plotted per partition.
+        **{
+            f"changes_{kind}": dg.MetadataValue.int(count)
+            for kind, count in summary.changes.items()
+        },
         "policy_types_failed": dg.MetadataValue.int(
             sum(1 for t in types if t.outcome != "complete")
         ),
@@ -171,6 +176,8 @@ def inventory_missing(
     return dg.MaterializeResult(
         metadata={
             "missing_count": dg.MetadataValue.int(result.missing_count),
+            # Newly missing items (went_missing events); those still missing do not repeat.
+            "changes_went_missing": dg.MetadataValue.int(result.went_missing),
             "confidence": dg.MetadataValue.text(result.confidence),
             "baseline_run_id": dg.MetadataValue.int(result.baseline_run_id or 0),
             "baseline_status": dg.MetadataValue.text(result.baseline_status or "none"),

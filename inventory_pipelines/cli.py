@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -12,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from inventory_pipelines.core import tenants as tenant_registry
 from inventory_pipelines.core.app_role import grant_app_role
+from inventory_pipelines.core.changes import CHANGE_COLUMNS, read_changes
 from inventory_pipelines.core.coverage import read_coverage, refresh_coverage
 from inventory_pipelines.core.coverage_report import coverage_csv, needs_attention
 from inventory_pipelines.core.database import (
@@ -344,6 +348,86 @@ def _print_coverage(rows: list[dict[str, Any]]) -> None:
             f"{mark} {r['tenant_key']:<{width}}  {r['policy_type']:<36} "
             f"{r['latest_outcome'] or 'never attempted':<22} {seen}"
         )
+
+
+def _since(raw: str) -> datetime:
+    """An ISO-8601 date or date-time; without an offset it is UTC."""
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValidationError(
+            f"--since {raw!r} is not an ISO-8601 date or time (e.g. 2026-03-01 or "
+            "2026-03-01T08:00:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _run_id(raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise ValidationError(f"--run {raw!r} is not a sync run id (a positive integer)")
+    return int(raw)
+
+
+@main.command("changes")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant key or Entra tenant id.")
+@click.option("--since", default=None, help="Events that occurred at or after this ISO time.")
+@click.option("--run", "run_ref", default=None, help="Only the events of this sync run.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+def changes_command(
+    tenant_ref: str, since: str | None, run_ref: str | None, as_json: bool, as_csv: bool
+) -> None:
+    """The change feed of a tenant (inventory_changes), oldest first.
+
+    added, changed and returned come from syncs; went_missing from the missing computation
+    of a selection (with its selection hash, reason and confidence). Times are the start of
+    the sync run that saw the event.
+    """
+    if as_json and as_csv:
+        raise ValidationError("choose one of --json and --csv")
+    if since is not None and run_ref is not None:
+        raise ValidationError("choose one of --since and --run")
+    since_at = _since(since) if since is not None else None
+    run_id = _run_id(run_ref) if run_ref is not None else None
+    engine = _engine()
+    tenant = tenant_registry.resolve_tenant(engine, tenant_ref)
+    if run_id is not None:
+        InventoryStore(engine).get_sync_run(tenant.tenant_id, run_id)  # unknown run: error
+    rows = read_changes(engine, tenant.tenant_id, since=since_at, run_id=run_id)
+    if as_json:
+        _echo_json(rows)
+    elif as_csv:
+        click.echo(_changes_csv(rows), nl=False)
+    else:
+        scope = (
+            f" of run {run_id}"
+            if run_id is not None
+            else f" since {since_at:%Y-%m-%d %H:%M:%S} UTC"
+            if since_at is not None
+            else ""
+        )
+        click.echo(f"tenant {tenant.tenant_key} ({tenant.tenant_id}): {len(rows)} events{scope}")
+        for r in rows:
+            detail = (
+                f"  {r['reason']}/{r['confidence']} selection {r['selection_hash'][:12]}"
+                if r["event"] == "went_missing"
+                else ""
+            )
+            click.echo(
+                f"  {r['occurred_at']:%Y-%m-%d %H:%M:%S}  {r['event']:<12} "
+                f"run {r['sync_run_id']:<6} {r['policy_type']:<32} {r['external_id']}  "
+                f"{r['display_name'] or ''}{detail}"
+            )
+
+
+def _changes_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV with a header, ISO-8601 times and empty cells for nulls."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*CHANGE_COLUMNS, "display_name"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "occurred_at": row["occurred_at"].isoformat()})
+    return out.getvalue()
 
 
 @main.command("simulator")

@@ -42,15 +42,16 @@ class CoverageSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CoverageSettings:
         """Read the two settings (when the code location loads); bad values fail fast."""
         env = os.environ if environ is None else environ
-        interval = _number(env, INTERVAL_SETTING, DEFAULT_INTERVAL_MINUTES, int)
+        interval = number_setting(env, INTERVAL_SETTING, DEFAULT_INTERVAL_MINUTES, int)
         interval_cron(int(interval))  # validates
-        hours = _number(env, MAX_AGE_SETTING, DEFAULT_MAX_AGE.total_seconds() / 3600, float)
+        hours = number_setting(env, MAX_AGE_SETTING, DEFAULT_MAX_AGE.total_seconds() / 3600, float)
         if hours <= 0:
             raise ConfigurationError(f"{MAX_AGE_SETTING} must be a positive number of hours")
         return cls(int(interval), timedelta(hours=hours))
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+def number_setting(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    """A numeric setting from `env` (`kind` int or float); unset is the default, junk an error."""
     raw = env.get(name, "").strip()
     if not raw:
         return default

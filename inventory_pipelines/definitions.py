@@ -8,8 +8,12 @@ from inventory_pipelines.assets import inventory_items, inventory_missing
 from inventory_pipelines.coverage_asset import CoverageSettings, build_coverage_asset
 from inventory_pipelines.jobs import inventory_sync_job
 from inventory_pipelines.resources import GraphResource, InventoryDatabase
+from inventory_pipelines.retention import RetentionSettings, build_retention_job
 from inventory_pipelines.schedules import DEFAULT_NIGHTLY_CRON, build_nightly_schedule
 from inventory_pipelines.sensors import inventory_automation_sensor, new_tenant_sensor
+
+# INVENTORY_CHANGES_RETENTION_DAYS, read when the location loads.
+retention_job, retention_schedule = build_retention_job(RetentionSettings.from_env())
 
 defs = dg.Definitions(
     assets=[
@@ -18,10 +22,11 @@ defs = dg.Definitions(
         # INVENTORY_COVERAGE_INTERVAL_MINUTES / _MAX_AGE_HOURS, read when the location loads.
         build_coverage_asset(CoverageSettings.from_env()),
     ],
-    jobs=[inventory_sync_job],
+    jobs=[inventory_sync_job, retention_job],
     sensors=[new_tenant_sensor, inventory_automation_sensor],
     schedules=[
-        build_nightly_schedule(os.environ.get("INVENTORY_NIGHTLY_CRON") or DEFAULT_NIGHTLY_CRON)
+        build_nightly_schedule(os.environ.get("INVENTORY_NIGHTLY_CRON") or DEFAULT_NIGHTLY_CRON),
+        retention_schedule,
     ],
     resources={
         "inventory_db": InventoryDatabase(),

@@ -4,8 +4,10 @@ Starts from a clean state directory every time: migrates the inventory database,
 simulator, registers the tenants with `inventory-pipelines tenants add` and starts Dagster,
 whose sensor then requests the first syncs by itself. The demo story
 (`inventory_pipelines.demo_story`) changes tenants between their first and later syncs, and the
-refresh schedule runs every 2 minutes instead of nightly, so missing items, throttling and
-failures show within minutes. Ctrl-C or SIGTERM (to the process or its group) stops everything.
+refresh schedule runs every 2 minutes instead of nightly, so missing items, the change feed,
+throttling and failures show within minutes; coverage refreshes every minute and calls a pair
+stale after 6 minutes without a complete fetch, so the types that keep failing turn stale.
+Ctrl-C or SIGTERM (to the process or its group) stops everything.
 
 Settings: DEMO_PORT (UI port, default 3000), DEMO_SIMULATOR_PORT (default: any free port),
 DEMO_STATE_DIR (default `.state/demo/` in the repository; emptied at every start).
@@ -49,6 +51,14 @@ SCENARIO = Path(__file__).with_name("demo_scenario.toml")
 DEFAULT_UI_PORT = 3000
 REFRESH_CRON = "*/2 * * * *"
 """The demo's `nightly_inventory_refresh`: every 2 minutes, so later syncs follow by themselves."""
+COVERAGE_INTERVAL_MINUTES = "1"
+"""The demo's `inventory_coverage` follows the syncs within a minute (default: 5)."""
+COVERAGE_MAX_AGE_HOURS = "0.1"
+"""The demo's `coverage_is_fresh` calls a pair stale after 6 minutes without a complete fetch
+(default: 26 hours, a nightly refresh plus two). The 2-minute refresh keeps healthy pairs well
+inside that; the types that keep failing after the story's changes (Northwind's conditional
+access, everything at Litware) turn stale about 6 minutes after their last complete fetch, as
+they would after a day in production."""
 
 
 class DemoError(RuntimeError):
@@ -151,6 +161,8 @@ def run_demo() -> None:
     database = state_dir / "inventory.db"
     # Read by definitions.py when the code location loads; the demo's processes only.
     os.environ["INVENTORY_NIGHTLY_CRON"] = REFRESH_CRON
+    os.environ["INVENTORY_COVERAGE_INTERVAL_MINUTES"] = COVERAGE_INTERVAL_MINUTES
+    os.environ["INVENTORY_COVERAGE_MAX_AGE_HOURS"] = COVERAGE_MAX_AGE_HOURS
     stack = DevStack(
         state_dir=state_dir,
         database_url=f"sqlite:///{database}",
@@ -224,8 +236,10 @@ Dagster UI: {stack.dagster_url}
 No click needed: the new-tenant sensor picks up the {len(DEMO_TENANTS)} tenants within seconds and
 requests their first syncs (one run per tenant x selection); the run queue admits one run per
 tenant at a time, and inventory_missing follows by automation. For the demo only, the refresh
-schedule (nightly_inventory_refresh) runs every 2 minutes, so later syncs follow by themselves.
-Watch Runs and Assets > inventory_items / inventory_missing > Partitions.
+schedule (nightly_inventory_refresh) runs every 2 minutes, so later syncs follow by themselves,
+inventory_coverage follows within a minute, and its check coverage_is_fresh calls a pair stale
+after 6 minutes without a complete fetch (26 hours outside the demo).
+Watch Runs and Assets > inventory_items / inventory_missing / inventory_coverage.
 
 {tenants}
 
@@ -237,8 +251,10 @@ The story's changes are printed below as they happen.
   logs              {_shown(stack.state_dir / "logs")}/
 
 From another shell, e.g.:
-  INVENTORY_DATABASE_URL=sqlite:///{_shown(database)} .venv/bin/inventory-pipelines \\
-      missing --tenant contoso --selection all
+  export INVENTORY_DATABASE_URL=sqlite:///{_shown(database)}
+  .venv/bin/inventory-pipelines missing --tenant contoso --selection all
+  .venv/bin/inventory-pipelines changes --tenant contoso
+  .venv/bin/inventory-pipelines coverage --tenant northwind
 
 Ctrl-C stops everything.
 """,

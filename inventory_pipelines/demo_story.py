@@ -52,6 +52,21 @@ def delete_items(counts: Mapping[str, int]) -> Action:
     return act
 
 
+def edit_items(counts: Mapping[str, int]) -> Action:
+    """Edit that many items per type (new name and description, version + 1), as an admin
+    would in the portal: the next syncs record them as `changed` in the change feed."""
+
+    def act(control: SimulatorControl, tenant_id: str) -> str:
+        edited = []
+        for policy_type, count in counts.items():
+            ids = sorted(item["id"] for item in control.items(tenant_id, policy_type))[-count:]
+            control.modify_items(tenant_id, policy_type, ids)
+            edited.append(f"{len(ids)} {POLICY_TYPES_BY_KEY[policy_type].label.lower()}")
+        return "edited " + " and ".join(edited)
+
+    return act
+
+
 def forbid(permission: str, policy_types: Sequence[str]) -> Action:
     """403 on these types from now on: the app's permission for them was withdrawn."""
 
@@ -106,9 +121,15 @@ DEMO_TENANTS: tuple[DemoTenant, ...] = (
         "contoso",
         "Contoso",
         "large (~2,000 items); after its first syncs 5 settings catalog and 3 compliance "
-        "policies are deleted, so the next syncs report them missing with confidence high",
-        (delete_items({"settings_catalog_policies": 5, "compliance_policies": 3}),),
-        "the next syncs report them missing (not_observed, confidence high)",
+        "policies are deleted and 4 device configurations edited, so the next syncs report "
+        "the deleted ones missing with confidence high and the change feed shows them "
+        "went_missing and the edited ones changed",
+        (
+            delete_items({"settings_catalog_policies": 5, "compliance_policies": 3}),
+            edit_items({"device_configurations": 4}),
+        ),
+        "the next syncs report the deleted ones missing (not_observed, confidence high) and "
+        "the edited ones changed",
     ),
     DemoTenant(
         "dec00002-0000-4000-8000-000000000002",

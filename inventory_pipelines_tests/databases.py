@@ -18,7 +18,8 @@ from inventory_pipelines.core.migrations import upgrade
 ADMIN_URL_SETTING = "INVENTORY_TEST_POSTGRES_URL"
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 TRUNCATE = (
-    "TRUNCATE inventory_coverage, inventory_missing, inventory_items, inventory_sync_runs, tenants "
+    "TRUNCATE inventory_changes, inventory_coverage, inventory_missing, inventory_items, "
+    "inventory_sync_runs, tenants "
     "RESTART IDENTITY CASCADE"
 )
 

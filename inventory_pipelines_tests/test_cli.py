@@ -195,6 +195,7 @@ def test_unmigrated_database_tells_how_to_fix(tmp_path: Path) -> None:
         ["tenants", "list"],
         ["tenants", "list", "--json"],
         ["missing", "--tenant", GUID, "--selection", "all"],
+        ["changes", "--tenant", GUID],
         ["sync", "--tenant", "contoso", "--selection", "all"],
         ["tenants", "add", GUID, "--name", "Contoso"],
         ["tenants", "deactivate", GUID],
@@ -293,3 +294,74 @@ def test_coverage_refuses_a_deactivated_tenant(db_env: dict[str, str]) -> None:
     assert result.returncode == 2
     assert "deactivated; coverage covers active tenants only" in result.stderr
     assert cli("coverage", env=db_env).stdout.strip() == "no active tenants"
+
+
+def seed_changes(database_url: str) -> tuple[int, int]:
+    """Contoso: p1, p2 added; then p2 gone (went_missing) and p3 added. Returns both runs."""
+    from inventory_pipelines.core.missing import compute_missing
+
+    engine = create_inventory_engine(database_url)
+    store = InventoryStore(engine)
+    compliance = selection("compliance", "compliance_policies")
+    first, _ = sync(store, GUID, compliance, {"compliance_policies": items("p1", "p2")})
+    second, _ = sync(store, GUID, compliance, {"compliance_policies": items("p1", "p3")})
+    compute_missing(engine, GUID, compliance)
+    engine.dispose()
+    return first, second
+
+
+def test_changes_lists_the_feed_as_text_json_and_csv(
+    db_env: dict[str, str], database_url: str
+) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    first, second = seed_changes(database_url)
+    text = cli("changes", "--tenant", "contoso", env=db_env)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"tenant contoso ({GUID}): 4 events"
+    assert [line.split()[2] for line in lines[1:]] == ["added", "added", "added", "went_missing"]
+    assert "Policy p2  not_observed/high selection " in lines[-1]
+
+    rows = json.loads(
+        cli("changes", "--tenant", GUID, "--run", str(second), "--json", env=db_env).stdout
+    )
+    assert sorted((r["event"], r["external_id"]) for r in rows) == [
+        ("added", "p3"),
+        ("went_missing", "p2"),
+    ]
+    assert {r["sync_run_id"] for r in rows} == {second}
+
+    csv = cli("changes", "--tenant", "contoso", "--run", str(first), "--csv", env=db_env)
+    header, *body = csv.stdout.splitlines()
+    assert header == (
+        "id,tenant_id,policy_type,external_id,item_id,event,sync_run_id,selection_hash,"
+        "reason,confidence,occurred_at,display_name"
+    )
+    assert len(body) == 2 and all(",added," in line for line in body)
+
+    started = json.loads(cli("changes", "--tenant", "contoso", "--json", env=db_env).stdout)[-1]
+    since = cli("changes", "--tenant", "contoso", "--since", started["occurred_at"], env=db_env)
+    assert since.stdout.splitlines()[0].startswith(f"tenant contoso ({GUID}): 2 events since ")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--json", "--csv"], "error: choose one of --json and --csv"),
+        (["--since", "2026-01-01", "--run", "1"], "error: choose one of --since and --run"),
+        (["--since", "yesterday"], "error: --since 'yesterday' is not an ISO-8601 date or time"),
+        (["--run", "x1"], "error: --run 'x1' is not a sync run id"),
+        (["--run", "999999"], "error: sync run 999999 not found for tenant"),
+        (["--tenant", "nobody"], "error: tenant 'nobody' is not registered"),
+    ],
+)
+def test_changes_bad_input_is_one_line_and_changes_nothing(
+    db_env: dict[str, str], database_url: str, args: list[str], message: str
+) -> None:
+    cli("tenants", "add", GUID, "--name", "Contoso", env=db_env)
+    seed_changes(database_url)
+    before = cli("changes", "--tenant", "contoso", "--json", env=db_env).stdout
+    result = cli("changes", "--tenant", "contoso", *args, env=db_env)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert cli("changes", "--tenant", "contoso", "--json", env=db_env).stdout == before

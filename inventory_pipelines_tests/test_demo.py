@@ -123,17 +123,21 @@ def test_deletions_wait_for_every_first_sync_and_show_as_high_confidence_missing
     assert story.poll() == [contoso] and story.done
     assert len(lines) == 1
     assert "deleted 5 settings catalog policies and 3 compliance policies" in lines[0]
+    assert "edited 4 device configuration profiles" in lines[0]
     assert story.poll() == []  # once only
 
     gone_catalog = catalog_before - ids(sim, contoso, "settings_catalog_policies")
     gone_compliance = compliance_before - ids(sim, contoso, "compliance_policies")
     assert (len(gone_catalog), len(gone_compliance)) == (5, 3)
-    for name, expected in (("configuration", 5), ("compliance", 3)):
+    for name, expected, edited in (("configuration", 5, 4), ("compliance", 3, 0)):
         selection = get_selection(name)
-        assert sync_partition(store, client, contoso.tenant_id, selection).status == "success"
+        summary = sync_partition(store, client, contoso.tenant_id, selection)
+        assert summary.status == "success"
+        assert summary.changes == {"added": 0, "changed": edited, "returned": 0}
         result = compute_missing(engine, contoso.tenant_id, selection)
         assert (result.missing_count, result.confidence) == (expected, "high")
         assert result.by_reason == {"not_observed": expected}
+        assert result.went_missing == expected
 
 
 def test_lost_permission_and_revoked_consent_mark_missing_low(

@@ -15,7 +15,8 @@ APP_ROLE_GRANTS = (
     "GRANT USAGE ON SCHEMA public TO {role}",
     "GRANT SELECT ON tenants, schema_migrations TO {role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE"
-    " ON inventory_items, inventory_sync_runs, inventory_missing, inventory_coverage TO {role}",
+    " ON inventory_items, inventory_sync_runs, inventory_missing, inventory_coverage,"
+    " inventory_changes TO {role}",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
 )
 

@@ -3,7 +3,7 @@
 The baseline is the latest completed run of the same selection; an item of a selected type
 whose `last_seen_at` predates the baseline's start is missing. Items of a type the baseline
 did not fetch completely are `type_not_fetched`, so a throttled or forbidden type never looks
-like a mass deletion.
+like a mass deletion. Items newly missing get a `went_missing` event (`core/changes.py`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, case, delete, func, insert, literal, select
+from sqlalchemy import Connection, Engine, case, delete, insert, literal, select
 
+from inventory_pipelines.core.changes import record_went_missing
 from inventory_pipelines.core.schema import items, missing, sync_runs
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.store import COMPLETE, COMPLETED_STATUSES, utcnow
@@ -35,6 +36,8 @@ class MissingResult:
     computed_at: datetime
     by_reason: dict[str, int] = field(default_factory=dict)
     by_policy_type: dict[str, int] = field(default_factory=dict)
+    went_missing: int = 0
+    """`went_missing` events this computation recorded (items newly missing)."""
 
     @property
     def missing_share(self) -> float:
@@ -70,16 +73,20 @@ def baseline_run(conn: Connection, tenant_id: str, selection_hash: str) -> Any:
 def compute_missing(
     engine: Engine, tenant_id: str, selection: Selection, *, now: datetime | None = None
 ) -> MissingResult:
-    """Replace the partition's rows in `inventory_missing` atomically and summarize them."""
+    """Replace the partition's rows in `inventory_missing` atomically and summarize them;
+    items newly missing get a `went_missing` event in the same transaction."""
     tenant_id = normalize_tenant_id(tenant_id)
     computed_at = now or utcnow()
     types = list(selection.policy_types)
     with tenant_transaction(engine, tenant_id) as conn:
-        conn.execute(
-            delete(missing).where(
-                missing.c.tenant_id == tenant_id, missing.c.selection_hash == selection.hash
+        previous = {
+            (row.item_id, row.last_seen_at)
+            for row in conn.execute(
+                delete(missing)
+                .where(missing.c.tenant_id == tenant_id, missing.c.selection_hash == selection.hash)
+                .returning(missing.c.item_id, missing.c.last_seen_at)
             )
-        )
+        }
         baseline = baseline_run(conn, tenant_id, selection.hash)
         if baseline is None:
             return MissingResult(
@@ -92,8 +99,9 @@ def compute_missing(
             (items.c.policy_type.in_(incomplete), literal("type_not_fetched")),
             else_=literal("not_observed"),
         )
-        conn.execute(
-            insert(missing).from_select(
+        rows = conn.execute(
+            insert(missing)
+            .from_select(
                 [
                     "tenant_id",
                     "selection_hash",
@@ -125,31 +133,36 @@ def compute_missing(
                     items.c.last_seen_at < baseline.started_at,
                 ),
             )
-        )
-        counts = conn.execute(
-            select(missing.c.reason, missing.c.policy_type, func.count())
-            .where(missing.c.tenant_id == tenant_id, missing.c.selection_hash == selection.hash)
-            .group_by(missing.c.reason, missing.c.policy_type)
+            .returning(
+                missing.c.item_id,
+                missing.c.policy_type,
+                missing.c.external_id,
+                missing.c.last_seen_at,
+                missing.c.reason,
+            )
         ).all()
+        went_missing = record_went_missing(
+            conn, tenant_id, selection.hash, baseline, confidence, previous, rows
+        )
     by_reason: dict[str, int] = {}
     by_type: dict[str, int] = {}
-    for row_reason, policy_type, count in counts:
-        by_reason[row_reason] = by_reason.get(row_reason, 0) + count
-        by_type[policy_type] = by_type.get(policy_type, 0) + count
-    missing_count = sum(by_reason.values())
+    for row in rows:
+        by_reason[row.reason] = by_reason.get(row.reason, 0) + 1
+        by_type[row.policy_type] = by_type.get(row.policy_type, 0) + 1
     return MissingResult(
         tenant_id,
         selection.hash,
         confidence,
         int(baseline.id),
         baseline.status,
-        missing_count,
+        len(rows),
         # Known items of the selection = what the baseline saw + what it did not: no second
         # scan of the partition just to size it.
-        int(baseline.items_observed) + missing_count,
+        int(baseline.items_observed) + len(rows),
         computed_at,
-        by_reason,
-        by_type,
+        dict(sorted(by_reason.items())),
+        dict(sorted(by_type.items())),
+        went_missing,
     )
 
 

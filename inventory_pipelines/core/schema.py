@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -97,6 +98,7 @@ items = Table(
     Column("last_seen_run_id", Id, nullable=False),
     Column("last_changed_at", UtcDateTime, nullable=False),
     Column("last_changed_run_id", Id, nullable=False),
+    Column("content_hash", LargeBinary),
 )
 
 missing = Table(
@@ -131,10 +133,27 @@ coverage = Table(
     Column("computed_at", UtcDateTime, nullable=False),
 )
 
+changes = Table(
+    "inventory_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("policy_type", Text, nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("item_id", Id, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("sync_run_id", Id, nullable=False),
+    Column("selection_hash", String(64)),
+    Column("reason", Text),
+    Column("confidence", Text),
+    Column("occurred_at", UtcDateTime, nullable=False),
+)
+
 INVENTORY_TABLES = (
     "tenants",
     "inventory_items",
     "inventory_sync_runs",
     "inventory_missing",
     "inventory_coverage",
+    "inventory_changes",
 )

@@ -20,6 +20,7 @@ from inventory_pipelines.core.bulk_upsert import (
     upsert_postgresql,
     upsert_sqlite,
 )
+from inventory_pipelines.core.content_hash import content_hash
 from inventory_pipelines.core.errors import ErrorCode, InventoryError
 from inventory_pipelines.core.fast_json import canonical_dumps
 from inventory_pipelines.core.metadata import display_name_of, whitelist_metadata
@@ -61,11 +62,13 @@ class RunAbandonedError(InventoryError):
 
 class ObservedItem(NamedTuple):
     """One Graph object as inventory keeps it: id, name and whitelisted metadata as canonical
-    JSON (serialized once here; the store compares and loads that text as it is)."""
+    JSON (serialized once here; the store compares and loads that text as it is), and the
+    hash of the whole object, which tells a changed item from an unchanged one."""
 
     external_id: str
     display_name: str | None
     meta_json: str
+    content_hash: bytes
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -73,9 +76,16 @@ class ObservedItem(NamedTuple):
 
     @classmethod
     def build(
-        cls, external_id: str, display_name: str | None, meta: dict[str, Any]
+        cls,
+        external_id: str,
+        display_name: str | None,
+        meta: dict[str, Any],
+        content: Mapping[str, Any] | None = None,
     ) -> ObservedItem:
-        return cls(external_id, display_name, canonical_dumps(meta))
+        """An item from its parts; without `content`, the object is its id, name and meta."""
+        if content is None:
+            content = {"id": external_id, "displayName": display_name, **meta}
+        return cls(external_id, display_name, canonical_dumps(meta), content_hash(content))
 
     @classmethod
     def from_graph(cls, item: Mapping[str, Any], name_field: str = "displayName") -> ObservedItem:
@@ -83,6 +93,7 @@ class ObservedItem(NamedTuple):
             str(item["id"]),
             display_name_of(item, name_field),
             canonical_dumps(whitelist_metadata(item), float_free=True),
+            content_hash(item),
         )
 
 
@@ -101,9 +112,13 @@ class RunSkipped:
 
 @dataclass
 class UpsertCounts:
+    """Observed items: first seen, content changed, unchanged; `returned` counts those among
+    them that came back after being reported missing."""
+
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    returned: int = 0
 
     @property
     def observed(self) -> int:
@@ -113,6 +128,7 @@ class UpsertCounts:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.returned += other.returned
 
 
 @dataclass
@@ -376,11 +392,13 @@ class InventoryStore:
         *,
         seen_at: datetime,
     ) -> UpsertCounts:
-        """Insert new items and touch known ones, set-based, in one transaction.
+        """Insert new items and touch known ones, set-based, in one transaction with their
+        `added` / `changed` / `returned` events.
 
-        Unchanged items get only `last_seen_*`; changed ones also their name, metadata and
-        `last_changed_*`. An item a newer run already saw keeps that run's view (runs of other
-        selections overlap). See `bulk_upsert` for how each dialect does it.
+        Unchanged items get only `last_seen_*`; changed ones (another content hash) also
+        their name, metadata, hash and `last_changed_*`. An item a newer run already saw keeps
+        that run's view (runs of other selections overlap). See `bulk_upsert` for how each
+        dialect does it.
         """
         tenant_id = normalize_tenant_id(tenant_id)
         unique = {item.external_id: item for item in batch}
@@ -389,10 +407,10 @@ class InventoryStore:
         upsert = upsert_postgresql if self.engine.dialect.name == "postgresql" else upsert_sqlite
         with tenant_transaction(self.engine, tenant_id) as conn:
             self._require_lock(conn, tenant_id, run_id)
-            inserted, updated, observed = upsert(
-                conn, tenant_id, policy_type, run_id, seen_at, list(unique.values())
-            )
-        return UpsertCounts(inserted, updated, observed - inserted - updated)
+            done = upsert(conn, tenant_id, policy_type, run_id, seen_at, list(unique.values()))
+        return UpsertCounts(
+            done.inserted, done.updated, done.observed - done.inserted - done.updated, done.returned
+        )
 
     def _require_lock(self, conn: Connection, tenant_id: str, run_id: int) -> None:
         """Write only while the run holds its lock. A run taken over while it was frozen or

@@ -19,6 +19,7 @@ def summary_as_dict(summary: SyncSummary) -> dict[str, Any]:
         "items_observed": summary.items_observed,
         "items_inserted": summary.items_inserted,
         "items_updated": summary.items_updated,
+        "changes": dict(summary.changes),
         "throttle_wait_wall_seconds": round(summary.throttle_wait_wall_seconds, 3),
         "throttle_wait_sum_seconds": round(summary.throttle_wait_sum_seconds, 3),
         "batch_rounds": summary.batch_rounds,
@@ -54,6 +55,7 @@ def format_summary(summary: SyncSummary) -> str:
         f"in {summary.duration_seconds:.1f}s",
         f"  observed {summary.items_observed}, inserted {summary.items_inserted}, "
         f"updated {summary.items_updated}",
+        "  change feed: " + ", ".join(f"{count} {kind}" for kind, count in summary.changes.items()),
     ]
     requests = summary.total("requests")
     if summary.envelopes:

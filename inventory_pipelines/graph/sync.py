@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory_pipelines.core.changes import ADDED, CHANGED, RETURNED, event_counts
 from inventory_pipelines.core.errors import ErrorCode, GraphError, InventoryError
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.core.selection import Selection
@@ -39,6 +40,8 @@ from inventory_pipelines.graph.writer import BatchWriter
 
 logger = project_logger("inventory_pipelines.sync")
 
+SYNC_EVENTS = (ADDED, CHANGED, RETURNED)
+"""The change-feed events a sync records (went_missing comes from the missing computation)."""
 DEFAULT_TYPE_CONCURRENCY = 4
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_WRITERS = 2
@@ -96,6 +99,8 @@ class SyncSummary:
     """Rounds of `$batch` envelopes (≈ the longest page chain); 0 when fetched by GET."""
     envelopes: int = 0
     """`$batch` envelopes sent (each a round trip carrying up to 20 page requests)."""
+    changes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SYNC_EVENTS, 0))
+    """Change-feed events this run recorded, per kind (added, changed, returned)."""
 
     @property
     def skipped(self) -> bool:
@@ -214,6 +219,7 @@ def sync_partition(
     except BaseException as exc:
         store.fail_sync_run(tenant_id, run_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
         raise
+    recorded = event_counts(store.engine, tenant_id, run_id)
     summary = SyncSummary(
         tenant_id,
         selection.name,
@@ -225,9 +231,10 @@ def sync_partition(
         error_codes=result.error_codes,
         batch_rounds=batch_stats.rounds if batch_stats else 0,
         envelopes=batch_stats.envelopes if batch_stats else 0,
+        changes={kind: recorded[kind] for kind in SYNC_EVENTS},
     )
     logger.info(
-        "sync run %s of %s/%s: %s, %s observed (%s new, %s changed) in %.1fs",
+        "sync run %s of %s/%s: %s, %s observed (%s new, %s changed, %s returned) in %.1fs",
         run_id,
         tenant_id,
         selection.name,
@@ -235,6 +242,7 @@ def sync_partition(
         summary.items_observed,
         summary.items_inserted,
         summary.items_updated,
+        summary.changes[RETURNED],
         summary.duration_seconds,
     )
     return summary

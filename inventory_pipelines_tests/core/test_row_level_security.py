@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -12,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from inventory_pipelines.core.app_role import grant_app_role
+from inventory_pipelines.core.changes import prune_all_tenants, read_changes
 from inventory_pipelines.core.coverage import read_coverage, refresh_coverage
 from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.errors import ValidationError
@@ -67,7 +69,7 @@ def populated(owner: Engine, app: Engine) -> InventoryStore:
     return store
 
 
-TABLES = ("inventory_items", "inventory_sync_runs", "inventory_coverage")
+TABLES = ("inventory_items", "inventory_sync_runs", "inventory_coverage", "inventory_changes")
 
 
 def test_syncs_through_the_app_role_work(populated: InventoryStore) -> None:
@@ -133,6 +135,31 @@ def test_coverage_is_refreshed_and_read_per_tenant_through_rls(
             ),
             {"b": TENANT_B},
         )
+
+
+def test_the_change_feed_is_written_read_and_pruned_per_tenant_through_rls(
+    populated: InventoryStore, app: Engine
+) -> None:
+    sync(populated, TENANT_A, SEL, {"compliance_policies": items("a1")})  # a2, shared gone
+    assert compute_missing(app, TENANT_A, SEL).went_missing == 2  # written as the app role
+    assert [r["event"] for r in read_changes(app, TENANT_B)] == ["added", "added"]
+    assert {r["tenant_id"] for r in read_changes(app, TENANT_A)} == {TENANT_A}
+    with (
+        pytest.raises(DBAPIError, match="row-level security"),
+        tenant_transaction(app, TENANT_A) as conn,
+    ):
+        conn.execute(
+            text(
+                "INSERT INTO inventory_changes (tenant_id, policy_type, external_id, item_id,"
+                " event, sync_run_id, occurred_at) VALUES (:b, 'scope_tags', 'x', 1, 'added',"
+                " 1, now())"
+            ),
+            {"b": TENANT_B},
+        )
+    # Retention runs as the app role too, one tenant per transaction: all pruned.
+    pruned = prune_all_tenants(app, retention=timedelta(0), now=datetime.now(UTC) + timedelta(1))
+    assert sorted(pruned.values()) == [2, 5]
+    assert read_changes(app, TENANT_A) == read_changes(app, TENANT_B) == []
 
 
 def test_the_app_role_cannot_change_the_registry_or_schema(

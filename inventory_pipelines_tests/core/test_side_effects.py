@@ -10,11 +10,11 @@ from inventory_pipelines.core.errors import ErrorCode
 from inventory_pipelines.core.migrations import MIGRATIONS_TABLE
 from inventory_pipelines.core.missing import compute_missing
 from inventory_pipelines.core.schema import sync_runs
-from inventory_pipelines.core.store import InventoryStore, RunResult, RunStarted
+from inventory_pipelines.core.store import InventoryStore, ObservedItem, RunResult, RunStarted
 from inventory_pipelines_tests.core.helpers import TENANT_A, items, register, selection, sync
 
 SEL = selection("compliance", "compliance_policies", "scope_tags")
-SYNC_TABLES = {"inventory_items", "inventory_sync_runs", "inventory_missing"}
+SYNC_TABLES = {"inventory_items", "inventory_sync_runs", "inventory_missing", "inventory_changes"}
 
 
 def table_counts(engine: Engine) -> dict[str, int]:
@@ -43,6 +43,55 @@ def test_sync_touches_only_inventory_tables(engine: Engine) -> None:
     assert changed == SYNC_TABLES
     with engine.connect() as conn:
         assert conn.execute(text(f"SELECT * FROM {MIGRATIONS_TABLE}")).all() == migrations_before
+
+
+SCRIPT_BODY = "V3JpdGUtSG9zdCAiaW52ZW50b3J5IGlzIG5vdCBhIGJhY2t1cCI="
+SETTING_VALUE = "only-in-the-graph-object-7f3a"
+
+
+def test_content_is_hashed_never_stored(engine: Engine) -> None:
+    """The change feed keeps a 32-byte hash per item; the object's content (script bodies,
+    setting values, unlisted keys) reaches no table, and every table the sync writes holds
+    only the columns it held before plus the hash."""
+    register(engine, TENANT_A)
+    store = InventoryStore(engine)
+    graph_object = {
+        "@odata.type": "#microsoft.graph.deviceManagementScript",
+        "id": "script-1",
+        "displayName": "Set wallpaper",
+        "scriptContent": SCRIPT_BODY,
+        "settings": [{"settingInstance": {"simpleSettingValue": {"value": SETTING_VALUE}}}],
+        "version": 3,
+    }
+    edited = {**graph_object, "scriptContent": SCRIPT_BODY[::-1]}
+    for observed in (graph_object, edited):
+        sync(store, TENANT_A, SEL, {"compliance_policies": [ObservedItem.from_graph(observed)]})
+    with engine.connect() as conn:
+        dump = {
+            name: repr(conn.execute(text(f'SELECT * FROM "{name}"')).all())
+            for name in inspect(engine).get_table_names()
+        }
+        hashes = conn.execute(text("SELECT content_hash FROM inventory_items")).scalars().all()
+        events = conn.execute(text("SELECT event FROM inventory_changes ORDER BY id")).all()
+    for table, rows in dump.items():
+        for content in (SCRIPT_BODY, SCRIPT_BODY[::-1], SETTING_VALUE, "scriptContent"):
+            assert content not in rows, f"{table} holds Graph content {content!r}"
+    assert [len(h) for h in hashes] == [32]
+    assert [e for (e,) in events] == ["added", "changed"]  # the edit was seen, not kept
+    columns = {c["name"] for c in inspect(engine).get_columns("inventory_changes")}
+    assert columns == {
+        "id",
+        "tenant_id",
+        "policy_type",
+        "external_id",
+        "item_id",
+        "event",
+        "sync_run_id",
+        "selection_hash",
+        "reason",
+        "confidence",
+        "occurred_at",
+    }
 
 
 secret_chars = string.ascii_letters + string.digits + "-_"

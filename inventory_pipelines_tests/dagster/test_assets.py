@@ -74,6 +74,20 @@ def test_materialize_sync_then_missing(
     missing = metadata_of(result, "inventory_missing")
     assert missing["missing_count"] == 0 and missing["confidence"] == "high"
     assert missing["baseline_run_id"] == sync["sync_run_id"]
+    assert missing["changes_went_missing"] == 0
+    # The change feed's counts per kind, as numbers the UI plots per partition.
+    assert (sync["changes_added"], sync["changes_changed"], sync["changes_returned"]) == (
+        truth_count(sim),
+        0,
+        0,
+    )
+    assert {
+        k: type(v)
+        for k, v in result.asset_materializations_for_node("inventory_items")[0].metadata.items()
+        if k.startswith("changes_")
+    } == dict.fromkeys(
+        ("changes_added", "changes_changed", "changes_returned"), dg.IntMetadataValue
+    )
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {SYNC_CHECK: True, MISSING_SHARE_CHECK: True}
 
@@ -89,6 +103,13 @@ def test_materialize_sync_then_missing(
     missing = metadata_of(second, "inventory_missing")
     assert missing["missing_count"] == len(gone) and missing["confidence"] == "high"
     assert missing["by_reason"] == {"not_observed": len(gone)}
+    assert missing["changes_went_missing"] == len(gone)
+    resync = metadata_of(second, "inventory_items")
+    assert (resync["changes_added"], resync["changes_changed"], resync["changes_returned"]) == (
+        0,
+        0,
+        0,
+    )
     guard = {e.check_name: e for e in second.get_asset_check_evaluations()}[MISSING_SHARE_CHECK]
     expected_suspicious = len(gone) >= 5 and len(gone) / truth_count_before(sync) >= 0.2
     assert guard.passed is (not expected_suspicious)

@@ -30,6 +30,12 @@ def test_definitions_load() -> None:
     schedule = repo.get_schedule_def("nightly_inventory_refresh")
     assert schedule.execution_timezone == "UTC"
     assert repo.has_job("inventory_sync_job")
+    assert repo.has_job("inventory_changes_retention")
+    retention = repo.get_schedule_def("inventory_changes_retention_daily")
+    assert retention.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert retention.execution_timezone == "UTC" and retention.job_name == (
+        "inventory_changes_retention"
+    )
 
 
 def test_assets_share_the_partitions_and_declare_checks() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from sqlalchemy import Engine, MetaData, Text, cast, select
+from sqlalchemy import Engine, LargeBinary, MetaData, Text, cast, select
 
 import inventory_pipelines.resources as resources_module
 from inventory_pipelines.assets import inventory_items, inventory_missing
@@ -102,9 +102,20 @@ def database_texts(engine: Engine) -> list[str]:
     texts: list[str] = []
     with engine.connect() as conn:
         for table in reflected.sorted_tables:
-            columns = [cast(column, Text) for column in table.columns]
+            # Binary columns (content_hash) read as bytes and decoded leniently: a digest is
+            # not UTF-8 (CAST would fail on SQLite), but a secret stored as bytes still shows.
+            columns = [
+                column if isinstance(column.type, LargeBinary) else cast(column, Text)
+                for column in table.columns
+            ]
             for row in conn.execute(select(*columns)):
-                texts.extend(value for value in row if value is not None)
+                texts.extend(
+                    bytes(value).decode("utf-8", errors="replace")
+                    if isinstance(value, bytes | memoryview)
+                    else value
+                    for value in row
+                    if value is not None
+                )
     return texts
 
 
