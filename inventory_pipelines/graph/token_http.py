@@ -115,8 +115,14 @@ class TokenHttp:
         headers: Mapping[str, str] | None = None,
         **_: Any,
     ) -> MsalResponse:
-        if isinstance(data, Mapping) and data.get("client_assertion"):
-            self._remember_secret(str(data["client_assertion"]))
+        if isinstance(data, Mapping):
+            # msal hands over the assertion it signed as bytes; a form field is text.
+            data = {
+                key: value.decode() if isinstance(value, bytes) else str(value)
+                for key, value in data.items()
+            }
+            if data.get("client_assertion"):
+                self._remember_secret(data["client_assertion"])
         return self._send("POST", url, params=params, data=data, headers=headers)
 
     def close(self) -> None:

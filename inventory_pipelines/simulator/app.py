@@ -49,5 +49,5 @@ class SimulatorApp:
 
 def create_app(state: SimulatorState | None = None) -> SimulatorApp:
     """Routes: `/_simulator/*` control API, `POST /{tenant}/oauth2/v2.0/token`, the tenant's
-OpenID configuration, Graph paths."""
+    OpenID configuration, Graph paths."""
     return SimulatorApp(state if state is not None else SimulatorState(SimulatorOptions()))

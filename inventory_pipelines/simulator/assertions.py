@@ -124,11 +124,9 @@ def check_certificate_assertion(
     if claims.get("iss") != client_id or claims.get("sub") != client_id:
         return AssertionProblem(700021)
     thumbprints = {_thumbprints(pem): pem for pem in certificates}
-    registered = [
-        pem
-        for (sha1, sha256), pem in thumbprints.items()
-        if header.get("x5t#S256") == sha256 or header.get("x5t") == sha1
-    ]
+    # base64url, with or without padding: msal pads, RFC 7515 says it should not.
+    named = {str(header.get(name, "")).rstrip("=") for name in ("x5t#S256", "x5t")} - {""}
+    registered = [pem for (sha1, sha256), pem in thumbprints.items() if named & {sha1, sha256}]
     if not registered:
         shown = header.get("x5t#S256") or header.get("x5t") or "none"
         return AssertionProblem(700027, f"[Reason - The key was not found., Thumbprint: '{shown}']")

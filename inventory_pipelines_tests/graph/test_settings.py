@@ -23,7 +23,11 @@ def test_from_env_uses_the_defaults() -> None:
 
 
 def test_from_env_reads_urls_and_strips_trailing_slashes() -> None:
-    env = {**ENV, "GRAPH_BASE_URL": "http://127.0.0.1:8080/", "GRAPH_AUTHORITY_URL": "http://localhost:1/"}
+    env = {
+        **ENV,
+        "GRAPH_BASE_URL": "http://127.0.0.1:8080/",
+        "GRAPH_AUTHORITY_URL": "http://localhost:1/",
+    }
     settings = GraphSettings.from_env(env)
     assert settings.base_url == "http://127.0.0.1:8080"
     assert settings.authority_url == "http://localhost:1"
