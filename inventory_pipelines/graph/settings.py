@@ -6,6 +6,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from inventory_pipelines.core.errors import ConfigurationError
@@ -77,6 +78,24 @@ def _checked_authority(value: str) -> str:
             f"on loopback, for the Graph simulator"
         )
     return url
+
+
+class CredentialSettings(TypedDict):
+    """The three credential fields of `GraphSettings`; exactly one is non-empty."""
+
+    client_secret: str
+    certificate_path: str
+    federated_token_file: str
+
+
+def credential_settings_from_env(env: Mapping[str, str]) -> CredentialSettings:
+    """The three credential settings as `GraphSettings` fields (unset ones empty); which one
+    is set decides the credential kind."""
+    return {
+        "client_secret": env.get(ENV_CLIENT_SECRET, "").strip(),
+        "certificate_path": env.get(ENV_CLIENT_CERTIFICATE_PATH, "").strip(),
+        "federated_token_file": env.get(ENV_FEDERATED_TOKEN_FILE, "").strip(),
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,9 +171,7 @@ class GraphSettings:
         client_id = required(ENV_CLIENT_ID, "the application (client) id of the Entra app")
         return cls(
             client_id=client_id,
-            client_secret=env.get(ENV_CLIENT_SECRET, "").strip(),
-            certificate_path=env.get(ENV_CLIENT_CERTIFICATE_PATH, "").strip(),
-            federated_token_file=env.get(ENV_FEDERATED_TOKEN_FILE, "").strip(),
+            **credential_settings_from_env(env),
             base_url=env.get(ENV_BASE_URL, "").strip() or DEFAULT_BASE_URL,
             authority_url=env.get(ENV_AUTHORITY_URL, "").strip() or DEFAULT_AUTHORITY_URL,
             batching=parse_switch(env.get(ENV_BATCHING, "") or "on", ENV_BATCHING),
