@@ -46,12 +46,6 @@ def check_tenant_id(tenant_id: str) -> str:
     return tenant_id
 
 
-def token_url(settings: GraphSettings, tenant_id: str) -> str:
-    return (
-        f"{settings.authority_url}/{quote(check_tenant_id(tenant_id), safe='')}/oauth2/v2.0/token"
-    )
-
-
 def is_token_url(settings: GraphSettings, url: httpx.URL) -> bool:
     """True for `{authority}/{tenant}/oauth2/v2.0/token`, the only place a POST may go."""
     authority = httpx.URL(settings.authority_url)
