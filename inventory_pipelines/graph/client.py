@@ -2,7 +2,7 @@
 
 Read-only by construction: `_request` refuses every method but GET and every host but the
 configured Graph base URL, and an httpx request hook refuses anything else except the token
-POST to the authority (sent by `auth.py`). Safe to share between threads fetching different
+POST to the authority (msal's, sent through `token_http.py`). Safe to share between threads fetching different
 policy types of one tenant.
 """
 
