@@ -2,8 +2,8 @@
 
 Read-only by construction: `_request` refuses every method but GET and every host but the
 configured Graph base URL, and an httpx request hook refuses anything else except the token
-POST to the authority (msal's, sent through `token_http.py`). Safe to share between threads fetching different
-policy types of one tenant.
+POST to the authority (msal's, sent through `token_http.py`). Safe to share between threads
+fetching different policy types of one tenant.
 """
 
 from __future__ import annotations
