@@ -30,10 +30,9 @@ defs = dg.Definitions(
     ],
     resources={
         "inventory_db": InventoryDatabase(),
-        "graph": GraphResource(
-            client_id=dg.EnvVar("GRAPH_CLIENT_ID"),
-            client_secret=dg.EnvVar("GRAPH_CLIENT_SECRET"),
-        ),
+        # The credential (GRAPH_CLIENT_SECRET, GRAPH_CLIENT_CERTIFICATE_PATH or
+        # GRAPH_FEDERATED_TOKEN_FILE) is read when a run starts; see GraphResource.
+        "graph": GraphResource(client_id=dg.EnvVar("GRAPH_CLIENT_ID")),
     },
     # One asset per run: running it in the run's own process avoids a second subprocess.
     executor=dg.in_process_executor,

@@ -21,7 +21,9 @@ from inventory_pipelines.graph.settings import (
     ENV_AUTHORITY_URL,
     ENV_BASE_URL,
     ENV_BATCHING,
+    CredentialSettings,
     GraphSettings,
+    credential_settings_from_env,
     parse_switch,
 )
 from inventory_pipelines.graph.sync import DEFAULT_TYPE_CONCURRENCY, SyncOptions
@@ -51,11 +53,18 @@ class InventoryDatabase(dg.ConfigurableResource):
 
 class GraphResource(dg.ConfigurableResource):
     """Microsoft Graph access. Empty URLs mean GRAPH_BASE_URL / GRAPH_AUTHORITY_URL or the
-    public cloud defaults; credentials come through EnvVar in definitions.py. Unset
-    `batching` means GRAPH_BATCHING (on/off), else on."""
+    public cloud defaults; the client id comes through EnvVar in definitions.py. Unset
+    `batching` means GRAPH_BATCHING (on/off), else on.
+
+    With all three credential fields empty, the credential is read from GRAPH_CLIENT_SECRET,
+    GRAPH_CLIENT_CERTIFICATE_PATH or GRAPH_FEDERATED_TOKEN_FILE when the run starts: like an
+    EnvVar it never reaches the instance, but an unset variable is no error, since a
+    workload-identity deployment has no secret at all."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = ""
+    certificate_path: str = ""
+    federated_token_file: str = ""
     base_url: str = ""
     authority_url: str = ""
     type_concurrency: int = DEFAULT_TYPE_CONCURRENCY
@@ -66,9 +75,16 @@ class GraphResource(dg.ConfigurableResource):
     batching: bool | None = None
 
     def settings(self) -> GraphSettings:
+        explicit: CredentialSettings = {
+            "client_secret": self.client_secret,
+            "certificate_path": self.certificate_path,
+            "federated_token_file": self.federated_token_file,
+        }
+        given = any(explicit.values())
+        credential = explicit if given else credential_settings_from_env(os.environ)
         return GraphSettings(
             client_id=self.client_id,
-            client_secret=self.client_secret,
+            **credential,
             base_url=self.base_url or os.environ.get(ENV_BASE_URL, "") or DEFAULT_BASE_URL,
             authority_url=self.authority_url
             or os.environ.get(ENV_AUTHORITY_URL, "")

@@ -13,29 +13,54 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 
+_SECRET_KEYS = (
+    r"client[_-]?secret|access[_-]?token|refresh[_-]?token|id[_-]?token|password|passwd|"
+    r"passphrase|secret|api[_-]?key|private[_-]?key|client[_-]?assertion|assertion"
+)
+# A quote as it appears in plain, escaped or URL-encoded JSON: " ' \" %22.
+_QUOTE = r"(?:\\?[\"']|%22)"
+# The separator between key and value: = : or their URL encodings.
+_SEPARATOR = r"\s*(?:[:=]|%3[aAdD])\s*"
+
 _PATTERNS: tuple[re.Pattern[str], ...] = (
+    # Private keys in PEM, also with escaped newlines or cut short (then up to the text's end).
+    re.compile(
+        r"()-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"
+        r"(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
+        re.DOTALL,
+    ),
     # Authorization headers and bearer/basic credentials, in any quoting.
-    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+|basic\s+)?[^\s\"',;}]+"),
+    re.compile(
+        r"(?i)(authorization" + _QUOTE + r"?" + _SEPARATOR + _QUOTE + r"?)"
+        r"(?:bearer\s+|basic\s+)?[^\s\"'\\,;}]+"
+    ),
     re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*"),
     # JWT-looking strings: three base64url segments, the first starting with eyJ.
     re.compile(r"()eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
-    # key=value or "key": "value" pairs whose key names a secret.
-    re.compile(
-        r"(?i)((?:client[_-]?secret|access[_-]?token|refresh[_-]?token|id[_-]?token|"
-        r"password|passwd|secret|api[_-]?key|assertion)[\"']?\s*[:=]\s*[\"']?)"
-        r"[^\s\"'&,;}]+"
-    ),
+)
+
+# "key": "value" pairs whose key names a secret: the whole quoted value, spaces included (an
+# unclosed quote hides the rest of the line).
+_QUOTED_SECRET = re.compile(
+    r"(?i)((?:" + _SECRET_KEYS + r")" + _QUOTE + r"?" + _SEPARATOR + r")"
+    r"(\\?[\"']|%22)([^\n]*?)(\2|(?=\n)|\Z)"
+)
+# key=value pairs whose value is not quoted: up to the next separator of its kind.
+_BARE_SECRET = re.compile(
+    r"(?i)((?:" + _SECRET_KEYS + r")" + _QUOTE + r"?" + _SEPARATOR + r")"
+    r"(?![\"']|\\[\"']|%22|\[REDACTED\])[^\s\"'&,;}\\]+"
 )
 
 
 def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
-    """Return `text` with tokens, JWTs, secrets and Authorization values replaced."""
+    """Return `text` with tokens, JWTs, keys, secrets and Authorization values replaced."""
     for secret in extra_secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-    return text
+    text = _QUOTED_SECRET.sub(lambda m: m.group(1) + m.group(2) + REDACTED + m.group(4), text)
+    return _BARE_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def redact_value(value: Any, extra_secrets: Iterable[str] = ()) -> Any:

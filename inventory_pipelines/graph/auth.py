@@ -1,8 +1,10 @@
-"""OAuth 2.0 client-credentials tokens per tenant, cached until shortly before expiry.
+"""Client-credentials tokens per tenant through msal, cached until shortly before expiry.
 
-This module holds the only non-GET request the project sends: the token POST, and only to
-the configured authority. Threads that sync several policy types of one tenant share one
-cached token; only one of them fetches it.
+msal (Microsoft's own library) builds the requests for the three credential kinds and keeps
+a token cache per tenant; `TokenHttp` sends them over the Graph client's httpx client, so
+the token POST stays the only non-GET request and goes only to the configured authority.
+Threads that sync several policy types of one tenant share one cached token; only one of
+them fetches it.
 """
 
 from __future__ import annotations
@@ -19,28 +21,20 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import msal
 
-from inventory_pipelines.core.errors import (
-    ErrorCode,
-    GraphError,
-    ValidationError,
-    error_code_for_status,
-)
+from inventory_pipelines.core.errors import ErrorCode, GraphError, InventoryError, ValidationError
 from inventory_pipelines.core.redaction import project_logger, redact
-from inventory_pipelines.graph.retry import (
-    RETRY_AFTER_STATUSES,
-    RETRYABLE_STATUSES,
-    RetryBudget,
-    RetryPolicy,
-    parse_retry_after,
-)
+from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import GRAPH_SCOPE, GraphSettings
+from inventory_pipelines.graph.token_http import TokenHttp, aadsts_code
 
 LOGGER_NAME = "inventory_pipelines.graph"
 DEFAULT_EXPIRES_IN = 3599.0
 _TENANT_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,253}[A-Za-z0-9])?$")
-_AADSTS = re.compile(r"AADSTS\d+")
-_KEPT_TOKENS_PER_TENANT = 3
+_KEPT_SECRETS_PER_TENANT = 3
+_ASSERTIONS = " client assertions"
+"""Where recent client assertions are kept among the tenants' tokens (no tenant id has a space)."""
 
 
 def check_tenant_id(tenant_id: str) -> str:
@@ -50,12 +44,6 @@ def check_tenant_id(tenant_id: str) -> str:
             f"invalid tenant id {tenant_id!r}: expected an Entra tenant GUID or domain name"
         )
     return tenant_id
-
-
-def token_url(settings: GraphSettings, tenant_id: str) -> str:
-    return (
-        f"{settings.authority_url}/{quote(check_tenant_id(tenant_id), safe='')}/oauth2/v2.0/token"
-    )
 
 
 def is_token_url(settings: GraphSettings, url: httpx.URL) -> bool:
@@ -77,22 +65,11 @@ class _CachedToken:
     refresh_at: float
 
 
-def _aadsts_code(body: dict[str, Any]) -> str | None:
-    description = body.get("error_description")
-    if isinstance(description, str):
-        match = _AADSTS.search(description)
-        if match:
-            return match.group(0)
-    codes = body.get("error_codes")
-    if isinstance(codes, list) and codes and isinstance(codes[0], int):
-        return f"AADSTS{codes[0]}"
-    error = body.get("error")
-    return error if isinstance(error, str) and error else None
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit] + "…"
+def redact_msal_loggers() -> None:
+    """msal logs through its own module loggers; give each our redacting filter."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == "msal" or name.startswith("msal."):
+            project_logger(name)
 
 
 class TokenProvider:
@@ -111,26 +88,35 @@ class TokenProvider:
         refresh_margin: float = 300.0,
     ) -> None:
         self._settings = settings
-        self._http = http
-        self._retry = retry or RetryPolicy()
         self._logger = logger or project_logger(LOGGER_NAME)
-        self._sleep = sleep
-        self._random = random
         self._clock = clock
         self._refresh_margin = refresh_margin
         self._lock = threading.Lock()
         self._tenant_locks: dict[str, threading.Lock] = {}
         self._cache: dict[str, _CachedToken] = {}
+        self._apps: dict[str, msal.ConfidentialClientApplication] = {}
         self._issued: dict[str, deque[str]] = {}
+        self._http = TokenHttp(
+            settings,
+            http,
+            retry=retry or RetryPolicy(),
+            logger=self._logger,
+            redact=self.redact,
+            remember_secret=self._remember_assertion,
+            sleep=sleep,
+            random=random,
+        )
+        redact_msal_loggers()
 
     def __repr__(self) -> str:
         return f"TokenProvider(authority_url={self._settings.authority_url!r})"
 
     def secrets(self) -> tuple[str, ...]:
-        """Everything that must never be printed: the client secret and recent tokens."""
+        """Everything that must never be printed: the credential, recent tokens and assertions."""
         with self._lock:
-            tokens = [t for issued in self._issued.values() for t in issued]
-        return tuple(sorted({self._settings.client_secret, *tokens}, key=len, reverse=True))
+            recent = [value for kept in self._issued.values() for value in kept]
+        found = {*self._settings.credential.secrets(), *recent}
+        return tuple(sorted(found, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets())
@@ -152,8 +138,7 @@ class TokenProvider:
             margin = min(self._refresh_margin, expires_in / 2)
             with self._lock:
                 self._cache[tenant_id] = _CachedToken(value, self._clock() + expires_in - margin)
-                issued = self._issued.setdefault(tenant_id, deque(maxlen=_KEPT_TOKENS_PER_TENANT))
-                issued.append(value)
+                self._remember(tenant_id, value)
             return value
 
     def invalidate(self, tenant_id: str, token: str | None = None) -> bool:
@@ -170,105 +155,65 @@ class TokenProvider:
                 return True
             return cached is None
 
-    def _request_token(self, tenant_id: str) -> tuple[str, float]:
-        url = token_url(self._settings, tenant_id)
-        form = {
-            "client_id": self._settings.client_id,
-            "client_secret": self._settings.client_secret,
-            "scope": GRAPH_SCOPE,
-            "grant_type": "client_credentials",
-        }
-        budget = RetryBudget(self._retry, self._random)
-        while True:
-            attempt = budget.start_attempt()
-            retry_after: float | None = None
-            try:
-                response = self._http.post(url, data=form, headers={"Accept": "application/json"})
-            except httpx.TimeoutException as exc:
-                code, reason = ErrorCode.TIMEOUT, f"{type(exc).__name__}"
-            except httpx.TransportError as exc:
-                code, reason = ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    return self._parse_success(tenant_id, response)
-                if response.status_code not in RETRYABLE_STATUSES:
-                    raise self._token_error(tenant_id, response)
-                code = error_code_for_status(response.status_code)
-                reason = f"HTTP {response.status_code}"
-                if response.status_code in RETRY_AFTER_STATUSES:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = budget.next_wait(retry_after)
-            if wait is None:
-                raise GraphError(
-                    self.redact(
-                        f"token request for tenant {tenant_id} failed after {attempt} "
-                        f"attempt(s): {reason}"
-                    ),
-                    code=code,
-                )
-            self._logger.info(
-                self.redact(
-                    f"retrying token request for tenant {tenant_id} in {wait:.3f}s "
-                    f"(attempt {attempt} failed: {reason})"
-                ),
-                extra={
-                    "graph_tenant": tenant_id,
-                    "graph_attempt": attempt,
-                    "graph_wait_seconds": wait,
-                    "graph_reason": self.redact(reason),
-                },
-            )
-            self._sleep(wait)
-            budget.record_wait(wait)
+    def _remember(self, key: str, secret: str) -> None:
+        kept = self._issued.setdefault(key, deque(maxlen=_KEPT_SECRETS_PER_TENANT))
+        kept.append(secret)
 
-    def _parse_success(self, tenant_id: str, response: httpx.Response) -> tuple[str, float]:
+    def _remember_assertion(self, assertion: str) -> None:
+        with self._lock:
+            self._remember(_ASSERTIONS, assertion)
+
+    def _app(self, tenant_id: str) -> msal.ConfidentialClientApplication:
+        """The tenant's msal application (and so its token cache), built once."""
+        app = self._apps.get(tenant_id)
+        if app is None:
+            try:
+                app = msal.ConfidentialClientApplication(
+                    self._settings.client_id,
+                    client_credential=self._settings.credential.for_msal(),
+                    authority=self._http.msal_authority(quote(tenant_id, safe="")),
+                    http_client=self._http,
+                    token_cache=msal.TokenCache(),
+                    # Discovery goes only to the configured authority, never to Microsoft's
+                    # instance-discovery endpoint (the simulator and sovereign clouds alike).
+                    instance_discovery=False,
+                )
+            except ValueError as exc:
+                message = f"token library refused the authority of tenant {tenant_id}: {exc}"
+                raise GraphError(
+                    self.redact(message),
+                    code=ErrorCode.AUTHENTICATION_FAILED,
+                ) from None
+            self._apps[tenant_id] = app
+        return app
+
+    def _request_token(self, tenant_id: str) -> tuple[str, float]:
+        """A new token from the authority: our cache decided one is due, so msal's copy of the
+        old one (revoked, or close to expiry) is dropped first."""
+        app = self._app(tenant_id)
+        app.remove_tokens_for_client()
         try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
-            body = {}
-        token: str = body.get("access_token", "")
-        if not token:
+            result: dict[str, Any] = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+        except InventoryError:
+            raise
+        except ValueError as exc:  # e.g. a 200 whose body is not JSON
             raise GraphError(
-                f"token response for tenant {tenant_id} carries no access_token",
+                self.redact(f"token response for tenant {tenant_id} is unreadable: {exc}"),
                 code=ErrorCode.AUTHENTICATION_FAILED,
-                status=response.status_code,
+            ) from None
+        token = result.get("access_token")
+        if not isinstance(token, str) or not token:
+            aadsts = aadsts_code(result)
+            detail = f": {aadsts}" if aadsts else " carries no access_token"
+            raise GraphError(
+                self.redact(f"token response for tenant {tenant_id}{detail}"),
+                code=ErrorCode.AUTHENTICATION_FAILED,
+                graph_code=aadsts,
             )
         try:
-            expires_in = float(body.get("expires_in", DEFAULT_EXPIRES_IN))
+            expires_in = float(result.get("expires_in", DEFAULT_EXPIRES_IN))
         except (TypeError, ValueError):
             expires_in = DEFAULT_EXPIRES_IN
         if not expires_in > 0:
             expires_in = DEFAULT_EXPIRES_IN
         return token, expires_in
-
-    def _token_error(self, tenant_id: str, response: httpx.Response) -> GraphError:
-        """An authority rejection: keep the AADSTS code and its (redacted) description."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        aadsts: str | None = None
-        description = ""
-        request_id = response.headers.get("x-ms-request-id") or response.headers.get("request-id")
-        if isinstance(body, dict):
-            aadsts = _aadsts_code(body)
-            raw = body.get("error_description")
-            description = _first_line(raw) if isinstance(raw, str) else ""
-            error = body.get("error")
-            if isinstance(error, str) and error and error not in description:
-                description = f"{error}: {description}" if description else error
-            for key in ("trace_id", "correlation_id"):
-                if not request_id and isinstance(body.get(key), str):
-                    request_id = body[key]
-        message = f"token request for tenant {tenant_id} rejected: HTTP {response.status_code}" + (
-            f" {description}" if description else ""
-        )
-        return GraphError(
-            self.redact(message),
-            code=ErrorCode.AUTHENTICATION_FAILED,
-            status=response.status_code,
-            graph_code=aadsts,
-            request_id=request_id,
-        )

@@ -2,8 +2,8 @@
 
 Read-only by construction: `_request` refuses every method but GET and every host but the
 configured Graph base URL, and an httpx request hook refuses anything else except the token
-POST to the authority (sent by `auth.py`). Safe to share between threads fetching different
-policy types of one tenant.
+POST to the authority (msal's, sent through `token_http.py`). Safe to share between threads
+fetching different policy types of one tenant.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from inventory_pipelines.core.errors import (
     ErrorCode,
     GraphError,
     InventoryError,
-    error_code_for_status,
 )
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
@@ -48,10 +47,10 @@ from inventory_pipelines.graph.responses import (
 )
 from inventory_pipelines.graph.retry import (
     RETRY_AFTER_STATUSES,
-    RETRYABLE_STATUSES,
     RetryBudget,
     RetryPolicy,
-    parse_retry_after,
+    judge_status,
+    judge_transport_error,
 )
 from inventory_pipelines.graph.settings import GraphSettings
 
@@ -338,10 +337,8 @@ class GraphClient:
         """One GET, classified: a page, or a failure saying whether it may be retried."""
         try:
             response = self._request("GET", url, headers={"Authorization": f"Bearer {token}"})
-        except httpx.TimeoutException as exc:
-            return Failure(ErrorCode.TIMEOUT, type(exc).__name__)
         except httpx.TransportError as exc:
-            return Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
+            return Failure(*judge_transport_error(exc))
         return self.classify(
             response.status_code,
             response.headers,
@@ -373,16 +370,14 @@ class GraphClient:
                     final=not budget.invalid_body_allowed(),
                 )
         detail = parse_error_body(error_body, headers)
-        code = error_code_for_status(status)
-        if status not in RETRYABLE_STATUSES:
-            return Failure(code, f"HTTP {status}", status=status, detail=detail, final=True)
-        retry_after = None
-        if status in RETRY_AFTER_STATUSES:
-            retry_after = parse_retry_after(headers.get("Retry-After"))
-            if retry_after is None:
-                retry_after = detail.retry_after
+        verdict = judge_status(status, headers)
+        if not verdict.retryable:
+            return Failure(verdict.code, f"HTTP {status}", status=status, detail=detail, final=True)
+        retry_after = verdict.retry_after
+        if retry_after is None and status in RETRY_AFTER_STATUSES:
+            retry_after = detail.retry_after
         return Failure(
-            code, f"HTTP {status}", status=status, retry_after=retry_after, detail=detail
+            verdict.code, f"HTTP {status}", status=status, retry_after=retry_after, detail=detail
         )
 
     def refresh_token(

@@ -11,9 +11,13 @@ import math
 import random as _random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+
+import httpx
+
+from inventory_pipelines.core.errors import ErrorCode, error_code_for_status
 
 RETRY_AFTER_STATUSES = frozenset({429, 503, 504})
 """Statuses whose `Retry-After` header is honoured."""
@@ -70,6 +74,31 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+@dataclass(frozen=True)
+class StatusVerdict:
+    """What an HTTP status means for retrying: its error code, whether it is transient, and
+    the server's `Retry-After` when the status is one that honours it."""
+
+    code: ErrorCode
+    retryable: bool
+    retry_after: float | None = None
+
+
+def judge_status(status: int, headers: Mapping[str, str]) -> StatusVerdict:
+    """The same rules for Graph's answers and the token endpoint's (`headers` case-insensitive)."""
+    retry_after = None
+    if status in RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+    return StatusVerdict(error_code_for_status(status), status in RETRYABLE_STATUSES, retry_after)
+
+
+def judge_transport_error(exc: httpx.TransportError) -> tuple[ErrorCode, str]:
+    """A request that got no answer: always retried; timeouts and other failures told apart."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ErrorCode.TIMEOUT, type(exc).__name__
+    return ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}"
 
 
 def full_jitter_delay(

@@ -129,6 +129,19 @@ class SimulatorControl:
         """Invalidate every token issued so far for the tenant."""
         self.add_fault(tenant_id, {"kind": "revoke_tokens"})
 
+    # App credentials beyond the client secret
+    def set_credentials(
+        self,
+        *,
+        certificates: Iterable[str] = (),
+        federated: Iterable[Mapping[str, str]] = (),
+    ) -> dict[str, Any]:
+        """Replace the certificates (PEM) registered on the app and its federated identity
+        credentials (`issuer`, `subject`, optional `audience`, issuer's `certificate` PEM)."""
+        body = {"certificates": list(certificates), "federated": [dict(f) for f in federated]}
+        credentials: dict[str, Any] = self._call("PUT", "/credentials", body)
+        return credentials
+
     # Counters, options, reset
     def counters(self) -> dict[str, Any]:
         """Graph request tallies (token requests separately) and in-flight maxima per tenant.

@@ -10,6 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -19,6 +20,7 @@ from inventory_pipelines.graph.policy_types import (
     UnknownPolicyTypeError,
     get_policy_type,
 )
+from inventory_pipelines.simulator.assertions import FEDERATED_AUDIENCE, FederatedCredential
 from inventory_pipelines.simulator.faults import FaultSpecError
 from inventory_pipelines.simulator.identifiers import GLOBAL_TENANT, canonical_tenant_id
 from inventory_pipelines.simulator.state import SimulatorState
@@ -74,6 +76,53 @@ def _ids(body: dict[str, Any]) -> list[str]:
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ControlError('body must be {"ids": ["<id>", ...]}')
     return ids
+
+
+def _certificate(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ControlError(f"{where} must be a PEM certificate string")
+    try:
+        x509.load_pem_x509_certificate(value.encode())
+    except ValueError:
+        raise ControlError(f"{where} is not a PEM certificate") from None
+    return value
+
+
+def _credentials(
+    body: dict[str, Any],
+) -> tuple[tuple[str, ...], tuple[FederatedCredential, ...]]:
+    """`{"certificates": [pem, ...], "federated": [{issuer, subject, audience?, certificate}]}`."""
+    unknown = set(body) - {"certificates", "federated"}
+    if unknown:
+        raise ControlError(f"unknown credential setting(s): {', '.join(sorted(unknown))}")
+    raw_certificates = body.get("certificates") or []
+    raw_federated = body.get("federated") or []
+    if not isinstance(raw_certificates, list) or not isinstance(raw_federated, list):
+        raise ControlError("certificates and federated must be lists")
+    certificates = tuple(
+        _certificate(pem, f"certificates[{i}]") for i, pem in enumerate(raw_certificates)
+    )
+    federated = []
+    for i, raw in enumerate(raw_federated):
+        if not isinstance(raw, dict) or set(raw) - {"issuer", "subject", "audience", "certificate"}:
+            raise ControlError(
+                f"federated[{i}] must be {{issuer, subject, audience?, certificate}}"
+            )
+        issuer, subject = raw.get("issuer"), raw.get("subject")
+        audience = raw.get("audience", FEDERATED_AUDIENCE)
+        if not (
+            isinstance(issuer, str) and isinstance(subject, str) and isinstance(audience, str)
+        ) or not (issuer and subject and audience):
+            raise ControlError(f"federated[{i}]: issuer, subject and audience must be strings")
+        federated.append(
+            FederatedCredential(
+                issuer=issuer,
+                subject=subject,
+                audience=audience,
+                certificate_pem=_certificate(raw.get("certificate"), f"federated[{i}].certificate"),
+            )
+        )
+    return certificates, tuple(federated)
 
 
 Handler = Callable[[Request], Awaitable[Any]]
@@ -143,6 +192,19 @@ def control_routes(state: SimulatorState) -> list[Route]:
             batch_enabled=body.get("batch_enabled"),
         )
         return await get_options(request)
+
+    async def get_credentials(request: Request) -> dict[str, Any]:
+        options = state.options
+        return {
+            "certificates": list(options.client_certificates),
+            "federated": [c.to_dict() for c in options.federated_credentials],
+        }
+
+    async def set_credentials(request: Request) -> dict[str, Any]:
+        body = await _object_body(request)
+        certificates, federated = _credentials(body)
+        state.set_credentials(certificates, federated)
+        return await get_credentials(request)
 
     async def configure_tenant(request: Request) -> dict[str, Any]:
         tenant_id = _tenant(request)
@@ -216,6 +278,8 @@ def control_routes(state: SimulatorState) -> list[Route]:
         (f"{PREFIX}/reset", reset, ["POST"]),
         (f"{PREFIX}/options", get_options, ["GET"]),
         (f"{PREFIX}/options", set_options, ["POST"]),
+        (f"{PREFIX}/credentials", get_credentials, ["GET"]),
+        (f"{PREFIX}/credentials", set_credentials, ["PUT"]),
         (f"{PREFIX}/faults", clear_all_faults, ["DELETE"]),
         (f"{PREFIX}/counters", counters, ["GET"]),
         (f"{PREFIX}/counters/reset", reset_counters, ["POST"]),

@@ -142,7 +142,7 @@ class AadstsError:
 
 
 def aadsts_error(
-    code: int, *, tenant_id: str, client_id: str, parameter: str = "grant_type"
+    code: int, *, tenant_id: str, client_id: str, parameter: str = "grant_type", detail: str = ""
 ) -> AadstsError:
     """The token endpoint's failure for an AADSTS code (unknown codes become invalid_request)."""
     known: dict[int, tuple[int, str, str]] = {
@@ -191,6 +191,49 @@ def aadsts_error(
             "'client_assertion', 'client_secret' or 'request' is required for the "
             "'client_credentials' grant type.",
         ),
+        700027: (
+            401,
+            "invalid_client",
+            "The certificate with identifier used to sign the client assertion is not "
+            f"registered on application '{client_id}', or the assertion failed signature "
+            "validation.",
+        ),
+        700024: (
+            401,
+            "invalid_client",
+            "Client assertion is not within its valid time range.",
+        ),
+        700021: (
+            401,
+            "invalid_client",
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        ),
+        50027: (
+            400,
+            "invalid_request",
+            "JWT token is invalid or malformed.",
+        ),
+        70021: (
+            400,
+            "invalid_request",
+            "No matching federated identity record found for presented assertion.",
+        ),
+        700213: (
+            400,
+            "invalid_request",
+            "No matching federated identity record found for presented assertion subject.",
+        ),
+        700212: (
+            400,
+            "invalid_request",
+            "No matching federated identity record found for presented assertion audience.",
+        ),
+        50012: (
+            401,
+            "invalid_client",
+            "The client assertion type is not supported; use "
+            "'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
+        ),
         70003: (
             400,
             "unsupported_grant_type",
@@ -204,7 +247,7 @@ def aadsts_error(
         ),
     }
     status, error, text = known.get(code, (400, "invalid_request", "The request is invalid."))
-    return AadstsError(status, error, f"AADSTS{code}: {text}")
+    return AadstsError(status, error, f"AADSTS{code}: {text}" + (f" {detail}" if detail else ""))
 
 
 def aadsts_body(failure: AadstsError, code: int) -> dict[str, Any]:

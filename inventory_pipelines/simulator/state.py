@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from inventory_pipelines.simulator.assertions import FederatedCredential
 from inventory_pipelines.simulator.counters import RequestCounters
 from inventory_pipelines.simulator.faults import FaultRegistry, FaultRule, TokenBucket
 from inventory_pipelines.simulator.paging import DEFAULT_SETTINGS_CATALOG_MAX_TOP
@@ -32,6 +33,10 @@ class SimulatorOptions:
     """Largest `$top` the settings catalog lists take; more is a 400 naming the limit."""
     batch_enabled: bool = True
     """False: `POST /{version}/$batch` is a 404, like a proxy or cloud without JSON batching."""
+    client_certificates: tuple[str, ...] = ()
+    """PEM certificates registered on the app: client assertions signed with their keys pass."""
+    federated_credentials: tuple[FederatedCredential, ...] = ()
+    """Federated identity credentials of the app (workload identity token issuers it trusts)."""
 
 
 class SimulatorState:
@@ -80,6 +85,16 @@ class SimulatorState:
             )
             with self._identity_lock:
                 self._identity_buckets.clear()
+
+    def set_credentials(
+        self,
+        certificates: tuple[str, ...],
+        federated: tuple[FederatedCredential, ...],
+    ) -> None:
+        """Replace the certificates and federated identity credentials of the app."""
+        self.options = replace(
+            self.options, client_certificates=certificates, federated_credentials=federated
+        )
 
     def identity_allows(self, tenant_id: str) -> bool:
         """Whether an identity-class request fits the tenant's requests-per-second budget."""

@@ -1,4 +1,6 @@
-"""`POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant, AADSTS errors included."""
+"""`POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant with a client secret or a
+client assertion (certificate or federated), AADSTS errors included; and the tenant's OpenID
+configuration, which token libraries such as msal read first."""
 
 from __future__ import annotations
 
@@ -8,6 +10,13 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import Response
 
+from inventory_pipelines.simulator.assertions import (
+    JWT_BEARER,
+    AssertionProblem,
+    check_certificate_assertion,
+    check_federated_assertion,
+    issued_by_app,
+)
 from inventory_pipelines.simulator.graph_errors import aadsts_body, aadsts_error
 from inventory_pipelines.simulator.identifiers import canonical_tenant_id, new_request_id
 from inventory_pipelines.simulator.state import SimulatorState
@@ -30,11 +39,15 @@ class TokenEndpoint:
         form = _parse_form(await request.body())
         client_id = form.get("client_id", "")
         applied: list[str] = []
-        code = self._failure(tenant_id, raw_tenant, form, applied)
+        code = self._failure(tenant_id, raw_tenant, form, applied, _token_urls(request))
         if code is not None:
-            code_value, parameter, status_override = code
+            code_value, parameter, status_override, detail = code
             failure = aadsts_error(
-                code_value, tenant_id=raw_tenant, client_id=client_id, parameter=parameter
+                code_value,
+                tenant_id=raw_tenant,
+                client_id=client_id,
+                parameter=parameter,
+                detail=detail,
             )
             status = status_override or failure.status
             self.state.counters.record_token(counted_tenant, status, applied)
@@ -53,30 +66,89 @@ class TokenEndpoint:
             },
         )
 
-    def _failure(
-        self, tenant_id: str | None, raw_tenant: str, form: dict[str, str], applied: list[str]
-    ) -> tuple[int, str, int | None] | None:
-        """(AADSTS code, missing parameter name, status override) or None when all is well."""
+    async def openid_configuration(self, request: Request) -> Response:
+        """`GET /{tenant}/v2.0/.well-known/openid-configuration`, the endpoints of a tenant."""
+        raw_tenant = request.path_params["tenant"]
+        tenant_id = canonical_tenant_id(raw_tenant)
         if tenant_id is None:
-            return 90002, "", None
+            failure = aadsts_error(90002, tenant_id=raw_tenant, client_id="")
+            return _json(400, aadsts_body(failure, 90002))
+        base = f"{request.url.scheme}://{request.url.netloc}/{tenant_id}"
+        return _json(
+            200,
+            {
+                "issuer": f"{base}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "response_types_supported": ["code", "id_token", "code id_token", "token"],
+                "tenant_region_scope": "EU",
+            },
+        )
+
+    def _failure(
+        self,
+        tenant_id: str | None,
+        raw_tenant: str,
+        form: dict[str, str],
+        applied: list[str],
+        token_urls: frozenset[str],
+    ) -> tuple[int, str, int | None, str] | None:
+        """(AADSTS code, missing parameter name, status override, detail) or None when all is
+        well."""
+        if tenant_id is None:
+            return 90002, "", None, ""
         rule = self.state.faults.decide_token(tenant_id)
         if rule is not None:
             applied.append(rule.kind)
-            return rule.params["aadsts"], "", rule.params["status"]
+            return rule.params["aadsts"], "", rule.params["status"], ""
         for name in _REQUIRED_FIELDS:
             if not form.get(name):
-                return 900144, name, None
+                return 900144, name, None, ""
         if form["grant_type"] != "client_credentials":
-            return 70003, "", None
+            return 70003, "", None, ""
         if form["client_id"] != self.state.options.client_id:
-            return 700016, "", None
-        if not form.get("client_secret"):
-            return 7000216, "", None
-        if form["client_secret"] != self.state.options.client_secret:
-            return 7000215, "", None
+            return 700016, "", None, ""
+        if form.get("client_assertion"):
+            problem = self._assertion_problem(form, token_urls)
+            if problem is not None:
+                return problem.code, "", None, problem.detail
+        elif not form.get("client_secret"):
+            return 7000216, "", None, ""
+        elif form["client_secret"] != self.state.options.client_secret:
+            return 7000215, "", None, ""
         if form["scope"] not in _ACCEPTED_SCOPES:
-            return 1002012, "", None
+            return 1002012, "", None, ""
         return None
+
+    def _assertion_problem(
+        self, form: dict[str, str], token_urls: frozenset[str]
+    ) -> AssertionProblem | None:
+        """The app's own assertion (issuer = client id) or a federated identity's."""
+        if form.get("client_assertion_type") != JWT_BEARER:
+            return AssertionProblem(50012)
+        options = self.state.options
+        assertion = form["client_assertion"]
+        if issued_by_app(assertion, options.client_id):
+            return check_certificate_assertion(
+                assertion,
+                client_id=options.client_id,
+                token_urls=token_urls,
+                certificates=options.client_certificates,
+            )
+        return check_federated_assertion(assertion, credentials=options.federated_credentials)
+
+
+def _token_urls(request: Request) -> frozenset[str]:
+    """Audiences a client assertion may name: this token endpoint, over http or https (msal
+    knows an authority only by its https URL, the simulator serves plain http on loopback)."""
+    path = request.url.path
+    return frozenset(f"{scheme}://{request.url.netloc}{path}" for scheme in ("http", "https"))
 
 
 def _parse_form(body: bytes) -> dict[str, str]:

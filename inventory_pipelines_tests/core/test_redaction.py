@@ -1,4 +1,5 @@
 import logging
+import re
 import string
 
 import pytest
@@ -84,3 +85,113 @@ def test_project_logger_redacts_records(caplog: pytest.LogCaptureFixture, use_ar
     assert caplog.records
     assert secret not in caplog.text
     assert REDACTED in caplog.text
+
+
+# -- the shapes a secret takes on its way into a message -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A JSON document logged as a JSON string: its quotes arrive escaped.
+        (
+            '"{\\"client_secret\\": \\"S3cr3tValue1234\\"}"',
+            '"{\\"client_secret\\": \\"[REDACTED]\\"}"',
+        ),
+        # A quoted value with spaces is hidden whole, not only its first word.
+        ('{"password": "correct horse battery"}', '{"password": "[REDACTED]"}'),
+        ("password='correct horse battery' then", "password='[REDACTED]' then"),
+        (
+            "client_assertion=eyJhbGciOiJQUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln&client_assertion_type=jwt",
+            "client_assertion=[REDACTED]&client_assertion_type=jwt",
+        ),
+        ("%22client_secret%22%3A%22two%20words%22", "%22client_secret%22%3A%22[REDACTED]%22"),
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIIEv\nQ==\n-----END PRIVATE KEY-----\nnext",
+            "[REDACTED]\nnext",
+        ),
+    ],
+)
+def test_known_leaks_are_closed(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+KEYS = [
+    "client_secret",
+    "Client-Secret",
+    "password",
+    "access_token",
+    "api_key",
+    "x-api-key",
+    "client_assertion",
+    "private_key",
+    "refresh_token",
+    "passphrase",
+]
+# Each word of a value carries a digit: key names and the surrounding text have none, so a
+# word that survives redaction is a leak and never a coincidence.
+words = st.from_regex(r"[A-Za-z~.+/=-]{0,8}[0-9][A-Za-z0-9~.+/=-]{2,10}", fullmatch=True)
+one_word = words
+base64url_words = st.from_regex(r"[A-Za-z_-]{0,8}[0-9][A-Za-z0-9_-]{2,10}", fullmatch=True)
+many_words = st.lists(words, min_size=1, max_size=4).map(" ".join)
+
+
+def _pem(body: list[str]) -> str:
+    return "-----BEGIN PRIVATE KEY-----\n" + "\n".join(body) + "\n-----END PRIVATE KEY-----"
+
+
+@st.composite
+def leaked(draw: st.DrawFn) -> tuple[str, str]:
+    """(text, secret): a secret in one of the shapes logs, errors and echoed bodies show."""
+    key = draw(st.sampled_from(KEYS))
+    shape = draw(
+        st.sampled_from(
+            [
+                "key=value",
+                "query",
+                "url-encoded",
+                "header",
+                "json",
+                "escaped json",
+                "single quotes",
+                "url-encoded json",
+                "authorization",
+                "pem",
+                "jwt",
+            ]
+        )
+    )
+    segments = draw(st.lists(base64url_words, min_size=3, max_size=3))
+    value = draw(
+        many_words
+        if shape in ("json", "escaped json", "single quotes", "url-encoded json")
+        else one_word
+    )
+    text = {
+        "key=value": f"{key}={value}",
+        "query": f"POST /token?scope=x&{key}={value}&grant_type=client_credentials",
+        "url-encoded": f"{key}%3D{value.replace('/', '%2F')}%26scope%3Dx",
+        "header": f"{key}: {value}\r\nAccept: application/json",
+        "json": f'{{"{key}": "{value}", "scope": "x"}}',
+        "escaped json": f'"{{\\"{key}\\": \\"{value}\\", \\"scope\\": \\"x\\"}}"',
+        "single quotes": f"{{'{key}': '{value}'}}",
+        "url-encoded json": f"%7B%22{key}%22%3A%22{value.replace(' ', '%20')}%22%7D",
+        "authorization": f"Authorization: {draw(st.sampled_from(['Bearer', 'Basic']))} {value}",
+        "pem": _pem(draw(st.lists(words, min_size=1, max_size=5))),
+        "jwt": "eyJ{}.eyJ{}.{}".format(*segments),
+    }[shape]
+    secret = {"pem": text, "jwt": " ".join(segments)}.get(shape, value)
+    return text, secret
+
+
+@given(noise, leaked(), noise)
+def test_secrets_in_every_shape_never_survive(
+    before: str, leak: tuple[str, str], after: str
+) -> None:
+    text, secret = leak
+    cleaned = redact(f"{before} {text} {after}")
+    assert REDACTED in cleaned
+    surviving = [
+        w for w in re.split(r"[\s\n]+", secret) if any(c.isdigit() for c in w) and w in cleaned
+    ]
+    assert surviving == [], cleaned

@@ -83,6 +83,8 @@ class MockGraph:
             self.requests.append(request)
         if request.method == "POST" and request.url.path.endswith("/oauth2/v2.0/token"):
             return self._token(request)
+        if is_discovery(request):
+            return openid_configuration(request)
         key = request.url.path
         if request.url.query:
             key += "?" + request.url.query.decode()
@@ -111,7 +113,31 @@ class MockGraph:
         )
 
     def graph_requests(self) -> list[httpx.Request]:
-        return [r for r in self.requests if not r.url.path.endswith("/oauth2/v2.0/token")]
+        return [
+            r
+            for r in self.requests
+            if not r.url.path.endswith("/oauth2/v2.0/token") and not is_discovery(r)
+        ]
+
+
+DISCOVERY_SUFFIX = "/v2.0/.well-known/openid-configuration"
+
+
+def is_discovery(request: httpx.Request) -> bool:
+    """msal's first request per tenant: the authority's OpenID configuration."""
+    return request.method == "GET" and request.url.path.endswith(DISCOVERY_SUFFIX)
+
+
+def openid_configuration(request: httpx.Request) -> httpx.Response:
+    tenant_base = str(request.url.copy_with(query=None))[: -len(DISCOVERY_SUFFIX)]
+    return httpx.Response(
+        200,
+        json={
+            "issuer": f"{tenant_base}/v2.0",
+            "authorization_endpoint": f"{tenant_base}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{tenant_base}/oauth2/v2.0/token",
+        },
+    )
 
 
 def settings(**overrides: Any) -> GraphSettings:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from inventory_pipelines.core.errors import ConfigurationError
+from inventory_pipelines.graph.credentials import (
+    CREDENTIAL_SETTINGS,
+    ClientCertificate,
+    FederatedTokenFile,
+)
 from inventory_pipelines.graph.settings import (
     DEFAULT_AUTHORITY_URL,
     DEFAULT_BASE_URL,
     GraphSettings,
 )
+from inventory_pipelines_tests.credential_files import new_key_pair, write_token_file
 
 SECRET = "Very~Secret.Value_42"
 ENV = {"GRAPH_CLIENT_ID": "app-id", "GRAPH_CLIENT_SECRET": SECRET}
@@ -23,10 +34,14 @@ def test_from_env_uses_the_defaults() -> None:
 
 
 def test_from_env_reads_urls_and_strips_trailing_slashes() -> None:
-    env = {**ENV, "GRAPH_BASE_URL": "http://127.0.0.1:8080/", "GRAPH_AUTHORITY_URL": "http://a:1/"}
+    env = {
+        **ENV,
+        "GRAPH_BASE_URL": "http://127.0.0.1:8080/",
+        "GRAPH_AUTHORITY_URL": "http://localhost:1/",
+    }
     settings = GraphSettings.from_env(env)
     assert settings.base_url == "http://127.0.0.1:8080"
-    assert settings.authority_url == "http://a:1"
+    assert settings.authority_url == "http://localhost:1"
 
 
 @pytest.mark.parametrize("missing", ["GRAPH_CLIENT_ID", "GRAPH_CLIENT_SECRET"])
@@ -81,3 +96,86 @@ def test_settings_are_frozen() -> None:
     settings = GraphSettings.from_env(ENV)
     with pytest.raises(AttributeError):
         settings.base_url = "https://evil.test"  # type: ignore[misc]
+
+
+# -- credential kinds ---------------------------------------------------------------------
+
+
+def test_a_plain_http_authority_is_refused_off_loopback() -> None:
+    with pytest.raises(ConfigurationError, match="GRAPH_AUTHORITY_URL must use https"):
+        GraphSettings.from_env({**ENV, "GRAPH_AUTHORITY_URL": "http://login.example.test"})
+
+
+def test_no_credential_names_all_three_settings() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        GraphSettings.from_env({"GRAPH_CLIENT_ID": "app-id"})
+    for name in CREDENTIAL_SETTINGS:
+        assert name in str(info.value)
+
+
+def test_two_credentials_are_refused_naming_both(tmp_path: Path) -> None:
+    token_file = write_token_file(tmp_path / "token", "eyJ.e30.sig")
+    env = {**ENV, "GRAPH_FEDERATED_TOKEN_FILE": str(token_file)}
+    with pytest.raises(ConfigurationError, match="GRAPH_CLIENT_SECRET and GRAPH_FEDERATED"):
+        GraphSettings.from_env(env)
+
+
+def test_a_certificate_file_gives_key_certificate_and_derived_thumbprint(
+    tmp_path: Path,
+) -> None:
+    keys = new_key_pair()
+    path = keys.write(tmp_path / "app.pem")
+    settings = GraphSettings.from_env(
+        {"GRAPH_CLIENT_ID": "app-id", "GRAPH_CLIENT_CERTIFICATE_PATH": str(path)}
+    )
+    credential = settings.credential
+    assert isinstance(credential, ClientCertificate)
+    der = x509.load_pem_x509_certificate(keys.certificate_pem.encode()).public_bytes(
+        serialization.Encoding.DER
+    )
+    assert credential.thumbprint_sha256 == hashlib.sha256(der).hexdigest().upper()
+    assert credential.secrets() == (credential.private_key_pem,)
+    assert "PRIVATE KEY" not in repr(settings) + repr(credential)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("missing", "cannot be read"),
+        ("key only", "holds no PEM certificate"),
+        ("certificate only", "no readable unencrypted private key"),
+        ("mismatched pair", "does not belong to the certificate"),
+    ],
+)
+def test_bad_certificate_files_fail_at_start_naming_the_setting(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    keys, other = new_key_pair(), new_key_pair()
+    path = tmp_path / "app.pem"
+    text = {
+        "key only": keys.key_pem,
+        "certificate only": keys.certificate_pem,
+        "mismatched pair": keys.key_pem + other.certificate_pem,
+    }.get(content)
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigurationError, match="GRAPH_CLIENT_CERTIFICATE_PATH") as info:
+        GraphSettings(client_id="app", certificate_path=str(path))
+    assert problem in str(info.value)
+    assert "PRIVATE KEY" not in str(info.value)
+
+
+def test_a_missing_token_file_fails_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="GRAPH_FEDERATED_TOKEN_FILE"):
+        GraphSettings(client_id="app", federated_token_file=str(tmp_path / "absent"))
+
+
+def test_the_token_file_is_reread_only_when_it_changed(tmp_path: Path) -> None:
+    path = write_token_file(tmp_path / "token", "first")
+    settings = GraphSettings(client_id="app", federated_token_file=str(path))
+    credential = settings.credential
+    assert isinstance(credential, FederatedTokenFile)
+    assert credential.assertion() == "first"
+    assert credential.secrets() == ("first",)
+    write_token_file(path, "second")
+    assert credential.assertion() == "second"

@@ -11,28 +11,39 @@ simulator here has its own distinctive secret so a hit cannot be a coincidence.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import dagster as dg
+import httpx
 import pytest
 from sqlalchemy import Engine, LargeBinary, MetaData, Text, cast, select
 
 import inventory_pipelines.resources as resources_module
 from inventory_pipelines.assets import inventory_items, inventory_missing
+from inventory_pipelines.core.errors import GraphError
 from inventory_pipelines.core.missing import compute_missing
 from inventory_pipelines.core.selection import get_selection
 from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.definitions import defs
 from inventory_pipelines.graph.client import GraphClient
+from inventory_pipelines.graph.summary import summary_as_dict
 from inventory_pipelines.graph.sync import sync_partition
 from inventory_pipelines.partitions import partition_key
 from inventory_pipelines.resources import GraphResource, InventoryDatabase
 from inventory_pipelines.simulator import SimulatorServer
+from inventory_pipelines_tests.credential_files import (
+    federated_registration,
+    federated_token,
+    new_key_pair,
+    write_token_file,
+)
 from inventory_pipelines_tests.reliability.harness import (
     CATALOG,
     FAST_RETRY,
@@ -215,18 +226,24 @@ def test_dagster_materialize_leaks_no_secret(
         resources_module, "GraphClient", functools.partial(GraphClient, transport=recorder)
     )
     # The credentials bound exactly as definitions.py binds them: a literal secret on the
-    # resource would be persisted in the instance's job snapshot (as a config default).
+    # resource would be persisted in the instance's job snapshot (as a config default), so
+    # the client id is an EnvVar and the credential is read from the environment at run start.
     assert defs.resources is not None
     production = defs.resources["graph"]
     assert isinstance(production, GraphResource)
-    client_id, client_secret = production.client_id, production.client_secret
-    assert isinstance(client_id, dg.EnvVar) and isinstance(client_secret, dg.EnvVar)
+    client_id = production.client_id
+    assert isinstance(client_id, dg.EnvVar)
+    literal = (
+        production.client_secret,
+        production.certificate_path,
+        production.federated_token_file,
+    )
+    assert literal == ("", "", "")
     monkeypatch.setenv(client_id.env_var_name, hsim.client_id)
     resources = {
         "inventory_db": InventoryDatabase(url=database_url),
         "graph": GraphResource(
             client_id=client_id,
-            client_secret=client_secret,
             base_url=hsim.base_url,
             authority_url=hsim.base_url,
             retry_max_attempts=FAST_RETRY.max_attempts,
@@ -240,7 +257,7 @@ def test_dagster_materialize_leaks_no_secret(
         instance.add_dynamic_partitions("selection", [SELECTION_NAME])
         for name, rules, secret, expected in DAGSTER_SCENARIOS:
             hsim.control.set_faults(TENANT, rules)
-            monkeypatch.setenv(client_secret.env_var_name, secret)
+            monkeypatch.setenv("GRAPH_CLIENT_SECRET", secret)
             result = dg.materialize(
                 [inventory_items, inventory_missing],
                 partition_key=partition_key(TENANT_KEY, SELECTION_NAME),
@@ -259,3 +276,75 @@ def test_dagster_materialize_leaks_no_secret(
         assert_no_secrets("the Dagster instance", instance_texts(instance), recorder.tokens)
     assert_no_secrets("the inventory database", database_texts(engine), recorder.tokens)
     assert_no_secrets("the logs", log_texts(captured), recorder.tokens)
+
+
+class AssertionRecorder(RecordingTransport):
+    """Also notes every client assertion posted to the token endpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.assertions: set[str] = set()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/oauth2/v2.0/token"):
+            form = parse_qs(request.content.decode())
+            self.assertions.update(form.get("client_assertion", []))
+        return super().handle_request(request)
+
+
+def test_certificate_and_federated_credentials_leak_nothing(
+    hsim: SimulatorServer, engine: Engine, captured: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Private keys, the assertions signed with them and the federated token file's tokens
+    stay out of the database, the logs (msal's included) and the errors, on success and on
+    every kind of refusal."""
+    captured.set_level(logging.DEBUG, logger="msal")
+    app, issuer, stranger = new_key_pair(), new_key_pair(), new_key_pair()
+    hsim.control.set_credentials(
+        certificates=[app.certificate_pem], federated=[federated_registration(issuer)]
+    )
+    token_file = tmp_path / "token"
+    federated = [federated_token(issuer, issued_at=0, lifetime=60), federated_token(issuer)]
+    faults = SCENARIOS[1][1]
+    runs: list[tuple[str, dict[str, str], list[dict[str, Any]], str]] = [
+        ("certificate", {"certificate_path": str(app.write(tmp_path / "a.pem"))}, [], "success"),
+        ("certificate, faults", {"certificate_path": str(tmp_path / "a.pem")}, faults, "partial"),
+        (
+            "unregistered",
+            {"certificate_path": str(stranger.write(tmp_path / "s.pem"))},
+            [],
+            "failed",
+        ),
+        ("expired federated", {"federated_token_file": str(token_file)}, [], "failed"),
+        ("federated", {"federated_token_file": str(token_file)}, faults, "partial"),
+    ]
+    store = InventoryStore(engine)
+    recorder = AssertionRecorder()
+    errors: list[str] = []
+    for name, credential, rules, expected in runs:
+        if "federated" in name:
+            write_token_file(token_file, federated.pop(0))
+        hsim.control.set_faults(TENANT, rules)
+        settings = simulator_settings(hsim, client_secret="", **credential)
+        with GraphClient(
+            settings, retry=FAST_RETRY, identity_requests_per_second=0, transport=recorder
+        ) as client:
+            summary = sync_partition(store, client, TENANT, SELECTION)
+            errors.append(json.dumps(summary_as_dict(summary), default=str))
+            client.tokens.invalidate(TENANT)
+            try:
+                client.tokens.token(TENANT)
+            except GraphError as exc:
+                errors.extend([str(exc), repr(exc), json.dumps(exc.context())])
+        hsim.control.clear_faults()
+        assert summary.status == expected, (name, summary.error_codes)
+    assert len(recorder.assertions) >= 4
+    secrets = recorder.tokens | recorder.assertions | {app.key_pem, stranger.key_pem}
+    secrets |= {line for keys in (app, stranger) for line in keys.key_pem.splitlines()[1:-1]}
+    for where, texts in (
+        ("the inventory database", database_texts(engine)),
+        ("the logs", log_texts(captured)),
+        ("the sync errors", errors),
+    ):
+        assert_no_secrets(where, texts, secrets)
+        assert not [t for t in texts if "PRIVATE KEY" in t], where
