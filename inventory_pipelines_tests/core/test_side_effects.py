@@ -95,7 +95,9 @@ def test_content_is_hashed_never_stored(engine: Engine) -> None:
 
 
 secret_chars = string.ascii_letters + string.digits + "-_"
-tokens = st.text(alphabet=secret_chars, min_size=16, max_size=40)
+# The "Zq9" prefix keeps a drawn secret from being a stretch of what a run row holds anyway
+# ("compliance_polic" is in "compliance_policies"): the test looks for it in the whole row.
+tokens = st.text(alphabet=secret_chars, min_size=13, max_size=37).map(lambda s: f"Zq9{s}")
 
 
 @settings(
