@@ -68,14 +68,15 @@ query($id: String!) {
 
 
 def _scenario() -> str:
-    """Small tenants (settings catalog pages by 25, so several pages) behind a slow Graph."""
+    """Small tenants (settings catalog pages by 100, so several pages) behind a slow Graph:
+    each run lasts long enough for runs of different tenants to overlap."""
     lines = []
     for index, tenant_id in enumerate(TENANTS):
         lines += [
             f'[tenants."{tenant_id}"]',
             f"seed = {100 + index}",
             "default_size = 2",
-            "sizes = { settings_catalog_policies = 60, compliance_policies = 7 }",
+            "sizes = { settings_catalog_policies = 600, compliance_policies = 7 }",
             "",
         ]
     lines += ['[tenants."*"]', f'faults = [{{ kind = "latency", ms = {LATENCY_MS} }}]', ""]
