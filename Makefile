@@ -22,7 +22,7 @@ lint: $(STAMP)
 ## Whole suite on SQLite and PostgreSQL (PostgreSQL from INVENTORY_TEST_POSTGRES_URL,
 ## default postgres@127.0.0.1:5432; under CI=true its absence is a failure).
 test: lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider --durations=15
 
 ## Graph simulator + Dagster UI and daemon on SQLite under .state/demo/ (UI on
 ## http://127.0.0.1:3000, or DEMO_PORT); the sensor starts the first syncs; Ctrl-C stops all.

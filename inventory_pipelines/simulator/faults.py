@@ -7,7 +7,7 @@ first, e.g. to fail the third page). Rules for the pseudo tenant "*" apply to al
 (a rate limit there is one app-wide bucket).
 
 Response faults (throttle, rate_limit, status, malformed_json, truncated_body,
-reset_connection, revoke_tokens) and latency match any Graph request. Listing faults
+reset_connection, revoke_tokens), latency and rendezvous match any Graph request. Listing faults
 (empty_pages, duplicate_across_pages, repeat_next_link, missing_ids) match only first-page
 requests (no `$skiptoken`): they shape the whole listing, carried on in its skiptokens,
 so their `count` and `skip` count listings. token_error matches token requests.
@@ -15,6 +15,7 @@ so their `count` and `skip` count listings. token_error matches token requests.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -30,7 +31,12 @@ RESPONSE_KINDS = frozenset(
 LISTING_KINDS = frozenset(
     {"empty_pages", "duplicate_across_pages", "repeat_next_link", "missing_ids"}
 )
-FAULT_KINDS = RESPONSE_KINDS | LISTING_KINDS | {"latency", "rate_limit", "token_error"}
+FAULT_KINDS = RESPONSE_KINDS | LISTING_KINDS | {
+    "latency",
+    "rate_limit",
+    "rendezvous",
+    "token_error",
+}
 
 _COMMON_KEYS = frozenset({"kind", "policy_type", "count", "skip"})
 _KIND_KEYS: dict[str, frozenset[str]] = {
@@ -42,6 +48,7 @@ _KIND_KEYS: dict[str, frozenset[str]] = {
     "reset_connection": frozenset(),
     "revoke_tokens": frozenset(),
     "latency": frozenset({"ms"}),
+    "rendezvous": frozenset({"tenants", "timeout_ms"}),
     "empty_pages": frozenset({"pages"}),
     "duplicate_across_pages": frozenset(),
     "repeat_next_link": frozenset(),
@@ -73,6 +80,49 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate
 
 
+class Rendezvous:
+    """Holds Graph requests until requests of `tenants` distinct tenants are waiting together,
+    then lets them all go (once; later requests pass straight through).
+
+    Proves that syncs of different tenants really run at the same time, whatever the
+    machine's load: a request held here keeps its run open until the other tenant's run has
+    reached Graph too. After `timeout_s` the waiters give up (`timed_out`), so a deployment
+    that never overlaps runs is slow and visible, not stuck. Used only from the server's
+    event loop, so its state needs no lock.
+    """
+
+    def __init__(self, tenants: int, timeout_s: float) -> None:
+        self.tenants = tenants
+        self.timeout_s = timeout_s
+        self.met = False
+        self.timed_out = False
+        self._arrived: set[str] = set()
+        self._event: asyncio.Event | None = None
+
+    @property
+    def open(self) -> bool:
+        return not (self.met or self.timed_out)
+
+    async def wait(self, tenant_id: str) -> None:
+        if not self.open:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        self._arrived.add(tenant_id)
+        if len(self._arrived) >= self.tenants:
+            self.met = True
+            self._event.set()
+            return
+        try:
+            await asyncio.wait_for(self._event.wait(), self.timeout_s)
+        except TimeoutError:
+            self.timed_out = not self.met
+            self._event.set()
+
+    def describe(self) -> dict[str, Any]:
+        return {"met": self.met, "timed_out": self.timed_out, "arrived": len(self._arrived)}
+
+
 @dataclass
 class FaultRule:
     """One active fault rule and its remaining budget."""
@@ -85,6 +135,7 @@ class FaultRule:
     params: dict[str, Any]
     applied: int = 0
     bucket: TokenBucket | None = field(default=None, repr=False)
+    rendezvous: Rendezvous | None = field(default=None, repr=False)
 
     def matches(self, policy_type: str | None) -> bool:
         return self.policy_type is None or self.policy_type == policy_type
@@ -99,6 +150,7 @@ class FaultRule:
             "skip": self.skip,
             "applied": self.applied,
             **self.params,
+            **(self.rendezvous.describe() if self.rendezvous else {}),
         }
 
 
@@ -180,6 +232,10 @@ def _params_for(kind: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         if ms is None:
             raise FaultSpecError("latency needs ms (milliseconds to add)")
         return {"ms": ms}
+    if kind == "rendezvous":
+        tenants = _int(raw, "tenants", 2, 2)
+        timeout_ms = _number(raw, "timeout_ms", 60_000)
+        return {"tenants": tenants, "timeout_ms": timeout_ms}
     if kind == "empty_pages":
         return {"pages": _int(raw, "pages", 1, 1)}
     if kind == "missing_ids":
@@ -217,6 +273,8 @@ def parse_fault(raw: Mapping[str, Any], rule_id: int = 0) -> FaultRule:
     )
     if kind == "rate_limit":
         rule.bucket = TokenBucket(rule.params["requests_per_second"], rule.params["burst"])
+    if kind == "rendezvous":
+        rule.rendezvous = Rendezvous(rule.params["tenants"], rule.params["timeout_ms"] / 1000)
     return rule
 
 
@@ -234,6 +292,7 @@ class GraphFaults:
     """Everything the fault rules decided for one Graph request."""
 
     latency_ms: float = 0.0
+    rendezvous: Rendezvous | None = None
     response: ResponseFault | None = None
     empty_pages: int = 0
     duplicate: bool = False
@@ -314,6 +373,13 @@ class FaultRegistry:
                     if self._turn(rule):
                         decision.latency_ms += rule.params["ms"]
                         self._spend(rule, decision.applied)
+                    continue
+                if rule.kind == "rendezvous":
+                    assert rule.rendezvous is not None
+                    if rule.rendezvous.open and decision.rendezvous is None and self._turn(rule):
+                        decision.rendezvous = rule.rendezvous
+                        rule.applied += 1
+                        decision.applied.append(rule.kind)
                     continue
                 if decision.response is not None or not self._turn(rule):
                     continue

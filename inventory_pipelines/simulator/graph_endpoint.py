@@ -226,6 +226,8 @@ class GraphEndpoint:
             return exchange.error(429, "TooManyRequests", "Too many requests.")
         faults = self.state.faults.decide_graph(tenant_id, policy_type.key, cursor is None)
         exchange.applied.extend(faults.applied)
+        if faults.rendezvous is not None:
+            await faults.rendezvous.wait(tenant_id)
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)
         fault = faults.response

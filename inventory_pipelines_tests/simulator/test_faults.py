@@ -208,6 +208,41 @@ def test_latency_delays_without_blocking_other_tenants(sim: SimulatorServer) -> 
     assert fast_elapsed < 0.4
 
 
+def test_rendezvous_holds_requests_until_another_tenant_arrives(sim: SimulatorServer) -> None:
+    sim.control.configure_tenant(TENANT_A, sizes={KEY: 3})
+    sim.control.configure_tenant(TENANT_B, sizes={KEY: 3})
+    sim.control.add_fault("*", {"kind": "rendezvous", "tenants": 2, "timeout_ms": 20_000})
+    answered: list[int] = []
+
+    def first_tenant() -> None:
+        with graph_client(sim, TENANT_A) as client:
+            answered.append(client.get(URL).status_code)
+
+    thread = threading.Thread(target=first_tenant)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive() and not answered, "tenant A was answered before B arrived"
+    with graph_client(sim, TENANT_B) as client:
+        assert client.get(URL).status_code == 200
+        thread.join(timeout=5)
+        assert answered == [200]
+        # Met once; later requests pass straight through.
+        started = time.monotonic()
+        assert client.get(URL).status_code == 200
+        assert time.monotonic() - started < 2
+    (rule,) = sim.control.faults("*")
+    assert (rule["met"], rule["timed_out"], rule["arrived"], rule["applied"]) == (True, False, 2, 2)
+
+
+def test_rendezvous_gives_up_after_its_timeout(sim: SimulatorServer, client: httpx.Client) -> None:
+    sim.control.add_fault("*", {"kind": "rendezvous", "tenants": 2, "timeout_ms": 300})
+    started = time.monotonic()
+    assert client.get(URL).status_code == 200
+    assert time.monotonic() - started >= 0.3
+    (rule,) = sim.control.faults("*")
+    assert (rule["met"], rule["timed_out"]) == (False, True)
+
+
 def test_empty_pages_before_the_real_ones(sim: SimulatorServer, client: httpx.Client) -> None:
     sim.control.add_fault(TENANT_A, {"kind": "empty_pages", "pages": 2, "count": 1})
     pages = []
@@ -293,6 +328,8 @@ def test_faults_report_their_remaining_budget(sim: SimulatorServer, client: http
         {"kind": "empty_pages", "pages": 0},
         {"kind": "token_error", "policy_type": "mobile_apps"},
         {"kind": "throttle", "count": 0},
+        {"kind": "rendezvous", "tenants": 1},
+        {"kind": "rendezvous", "timeout_ms": -5},
     ],
 )
 def test_invalid_faults_are_refused(sim: SimulatorServer, fault: dict[str, object]) -> None:
