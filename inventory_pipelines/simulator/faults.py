@@ -31,12 +31,16 @@ RESPONSE_KINDS = frozenset(
 LISTING_KINDS = frozenset(
     {"empty_pages", "duplicate_across_pages", "repeat_next_link", "missing_ids"}
 )
-FAULT_KINDS = RESPONSE_KINDS | LISTING_KINDS | {
-    "latency",
-    "rate_limit",
-    "rendezvous",
-    "token_error",
-}
+FAULT_KINDS = (
+    RESPONSE_KINDS
+    | LISTING_KINDS
+    | {
+        "latency",
+        "rate_limit",
+        "rendezvous",
+        "token_error",
+    }
+)
 
 _COMMON_KEYS = frozenset({"kind", "policy_type", "count", "skip"})
 _KIND_KEYS: dict[str, frozenset[str]] = {
