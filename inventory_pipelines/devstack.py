@@ -182,8 +182,8 @@ class ServiceProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the whole group: graceful first, SIGKILL after `timeout`. Idempotent."""
         if self.interrupt_first and self.alive():
-            # `dagster dev` shuts its webserver, daemon and code server down on SIGINT; run
-            # workers still going are left to the SIGTERM below.
+            # `dg dev` shuts its webserver, daemon and code server down on SIGINT; run
+            # workers and code servers still going are left to the SIGTERM below.
             with contextlib.suppress(ProcessLookupError):
                 self.popen.send_signal(signal.SIGINT)
             self._wait_group(timeout, leader_only=True)
@@ -349,25 +349,29 @@ def start_dagster(
     log_path: Path,
     workspace: Path = WORKSPACE_YAML,
 ) -> ServiceProcess:
-    """`dagster dev` (webserver, daemon and one shared code server) as a subprocess."""
+    """`dg dev` (webserver, daemon and one shared code server) as a subprocess.
+
+    Dagster's current command line (`dagster dev` is superseded by it); given the workspace
+    file it starts exactly what `dagster dev` did. It runs in DAGSTER_HOME so the repository's
+    own `dagster.yaml` beside the workspace is not mistaken for a stray instance file."""
     argv = [
         sys.executable,
         "-m",
-        "dagster",
+        "dagster_dg_cli.cli",
         "dev",
         "-w",
-        str(workspace),
-        "-h",
+        str(workspace.resolve()),
+        "--host",
         HOST,
-        "-p",
+        "--port",
         str(port),
     ]
     return start_service(
-        "dagster dev",
+        "dg dev",
         argv,
         env=env,
         log_path=log_path,
-        cwd=workspace.parent,
+        cwd=Path(env["DAGSTER_HOME"]),
         interrupt_first=True,
     )
 

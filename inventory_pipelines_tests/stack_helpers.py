@@ -1,4 +1,4 @@
-"""Shared by the end-to-end tests that drive the real stack (simulator, `dagster dev`)."""
+"""Shared by the end-to-end tests that drive the real stack (simulator, `dg dev`)."""
 
 from __future__ import annotations
 

@@ -286,6 +286,17 @@ def test_sigterm_to_the_process_group_stops_the_demo_cleanly(tmp_path: Path, mom
         assert returncode == 0, output
         assert "Traceback" not in output, output
         assert "stopped; state kept in" in output, output
+        if moment == "running":
+            # Started with Dagster's current command line, and nothing of ours warns.
+            dagster_log = (state_dir / "logs" / "dagster.log").read_text()
+            for noise in (
+                "SupersessionWarning",
+                "DeprecationWarning",
+                "dagster dev",
+                "Found a dagster instance configuration value",
+                "virtual environment does not match",
+            ):
+                assert noise not in output + dagster_log, noise
         assert _group_members(demo.pid) == []
         wait_for(lambda: not processes_with(marker), 10, "every demo process to exit", log)
     finally:

@@ -34,6 +34,8 @@ GROUPS_BY_DIRECTORY = {
 USED_WITHOUT_IMPORT = {
     # The Dagster UI server, started as the `dagster-webserver` command (devstack, end-to-end).
     "dagster-webserver",
+    # `dg dev`, run as `python -m dagster_dg_cli.cli dev` (devstack: the demo and end-to-end).
+    "dagster-dg-cli",
     # Instance storage named in dagster.yaml (`module: dagster_postgres...`), loaded by Dagster.
     "dagster-postgres",
     # The PostgreSQL driver SQLAlchemy loads for `postgresql+psycopg2://` URLs.

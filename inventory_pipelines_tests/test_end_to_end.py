@@ -1,4 +1,4 @@
-"""End to end through the real stack: Graph simulator, `dagster dev` (webserver, daemon, code
+"""End to end through the real stack: Graph simulator, `dg dev` (webserver, daemon, code
 server), the run queue and the GraphQL API, with the inventory on PostgreSQL.
 
 Tenants are registered; the sensor adds their partitions and requests the first syncs; the

@@ -1,4 +1,4 @@
-"""The change feed and coverage through the real stack (simulator, `dagster dev`, daemon).
+"""The change feed and coverage through the real stack (simulator, `dg dev`, daemon).
 
 The sensor's first syncs record every item as `added`. Then, between backfills launched as
 the UI does: policies are deleted, one edited and one re-created (deleted, and a new one made),

@@ -1,4 +1,4 @@
-"""What the user sees is true, through the real stack (simulator, `dagster dev`, daemon, GraphQL).
+"""What the user sees is true, through the real stack (simulator, `dg dev`, daemon, GraphQL).
 
 A clean tenant and one with a forbidden type are synced by the sensor; then the clean tenant's
 consent is revoked and one sync of it is launched as the UI would. The failed sync must stay
