@@ -104,6 +104,17 @@ def take(base_url: str) -> None:
 
         _shoot_check_partitions(page, base_url, "inventory_missing", ("all", "contoso"))
 
+        # Coverage: the tenant × type table and matrix, and the freshness check naming the
+        # stale pairs.
+        _open(page, f"{base_url}/assets/inventory_coverage")
+        _shoot(page, "inventory_coverage_overview")
+        _open(page, f"{base_url}/assets/inventory_coverage?view=checks")
+        _shoot(page, "inventory_coverage_check")
+
+        # The change feed's counts per event kind, charted per partition over time.
+        _open(page, f"{base_url}/assets/inventory_items?view=plots")
+        _shoot(page, "inventory_items_plots")
+
         _open(page, f"{base_url}/runs")
         _shoot(page, "runs")
 

@@ -1,12 +1,17 @@
 """The two assets and their checks: orchestration only, the logic lives in core/ and graph/."""
 
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,  # not exported by the pinned release
+)
+from sqlalchemy import Engine
 
 from inventory_pipelines.core.missing import MissingResult, compute_missing, missing_items_for
-from inventory_pipelines.core.selection import get_selection
+from inventory_pipelines.core.selection import Selection, get_selection
 from inventory_pipelines.graph.sync import SyncSummary, sync_partition
 from inventory_pipelines.partitions import tenant_selection_partitions
 from inventory_pipelines.resources import GraphResource, InventoryDatabase
@@ -18,6 +23,7 @@ MISSING_SHARE_CHECK = "missing_share_is_plausible"
 SUSPICIOUS_MISSING_SHARE = 0.2
 SUSPICIOUS_MISSING_MIN_ITEMS = 5
 PREVIEW_ROWS = 10
+MISSING_ASSET = dg.AssetKey("inventory_missing")
 
 
 def partitioned_check_spec(name: str, **kwargs: Any) -> dg.AssetCheckSpec:
@@ -35,13 +41,13 @@ def partitioned_check_spec(name: str, **kwargs: Any) -> dg.AssetCheckSpec:
     pool=GRAPH_POOL,
     group_name="inventory",
     kinds={"python", "sql"},
+    # Only a complete look materializes: the Partitions tab then shows a partial or failed
+    # sync as a failed partition, never as fresh data.
+    output_required=False,
     check_specs=[
         partitioned_check_spec(
             SYNC_CHECK,
             asset="inventory_items",
-            # A failed sync fails this check with ERROR severity, which fails the run after
-            # the materialization is recorded: the failure is loud, and inventory_missing
-            # still follows and shows the failed baseline (confidence low).
             blocking=True,
             description="Passes for a clean sync; WARN for partial or skipped, ERROR for failed.",
         )
@@ -50,7 +56,11 @@ def partitioned_check_spec(name: str, **kwargs: Any) -> dg.AssetCheckSpec:
 )
 def inventory_items(
     context: dg.AssetExecutionContext, inventory_db: InventoryDatabase, graph: GraphResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """A `success` sync materializes. Anything else records its metadata as an observation
+    and yields its check result: `skipped` (another run holds the partition's lock) ends
+    there; `partial` and `failed` bring `inventory_missing` to this baseline right here (no
+    materialization means no automation follows) and then fail the step."""
     tenant_id, selection_name = tagged_partition_tenant(context, inventory_db.engine())
     selection = get_selection(selection_name)
     with graph.client() as client:
@@ -62,8 +72,57 @@ def inventory_items(
             correlation_id=context.run.run_id,
             options=graph.sync_options(),
         )
-    return dg.MaterializeResult(
-        metadata=sync_metadata(summary), check_results=[sync_check(summary)]
+    metadata = sync_metadata(summary)
+    check = sync_check(summary)
+    if summary.status == "success":
+        yield dg.MaterializeResult(metadata=metadata, check_results=[check])
+        return
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=context.asset_key, partition=context.partition_key, metadata=metadata
+        )
+    )
+    if summary.status == "skipped":
+        context.log.warning(
+            f"{check.description}: another run is syncing this partition; its result counts"
+        )
+        yield check
+        return
+    missing_metadata, missing_check = missing_outcome(inventory_db.engine(), tenant_id, selection)
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=MISSING_ASSET,
+            partition=context.partition_key,
+            metadata=missing_metadata,
+            description="Recorded by the sync run: an incomplete sync starts no automation.",
+        )
+    )
+    yield check  # stores the events logged above first
+    context.log_event(_targeting_latest(context, missing_check))
+    raise dg.Failure(description=check.description, metadata=metadata, allow_retries=False)
+
+
+def _targeting_latest(
+    context: dg.AssetExecutionContext, check: dg.AssetCheckResult
+) -> dg.AssetCheckEvaluation:
+    """`inventory_missing`'s check result, aimed at the materialization this run recorded, so
+    the check's partition status counts it as current (as it does for the asset's own step)."""
+    [record] = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=MISSING_ASSET, asset_partitions=[context.partition_key]),
+        limit=1,
+    ).records
+    assert record.run_id == context.run.run_id, "the missing materialization was not stored"
+    return dg.AssetCheckEvaluation(
+        asset_key=MISSING_ASSET,
+        check_name=MISSING_SHARE_CHECK,
+        passed=check.passed,
+        metadata=check.metadata,
+        severity=check.severity,
+        description=check.description,
+        partition=context.partition_key,
+        target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+        ),
     )
 
 
@@ -151,8 +210,8 @@ def sync_check(summary: SyncSummary) -> dg.AssetCheckResult:
     automation_condition=dg.AutomationCondition.eager().replace(
         # Eager waits while any run *or backfill* still targets the parent partition. A
         # backfill counts a finished partition as in progress until the backfill daemon books
-        # it (every 30 s), which would hold the missing data back, even after a failed sync;
-        # only a sync actually running must hold it back.
+        # it (every 30 s), which would hold the missing data back; only a sync actually
+        # running must hold it back.
         "any_deps_in_progress",
         dg.AutomationCondition.any_deps_match(dg.AutomationCondition.run_in_progress()),
     ),
@@ -169,25 +228,31 @@ def inventory_missing(
     context: dg.AssetExecutionContext, inventory_db: InventoryDatabase
 ) -> dg.MaterializeResult:
     tenant_id, selection_name = tagged_partition_tenant(context, inventory_db.engine())
-    selection = get_selection(selection_name)
-    engine = inventory_db.engine()
+    metadata, check = missing_outcome(
+        inventory_db.engine(), tenant_id, get_selection(selection_name)
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def missing_outcome(
+    engine: Engine, tenant_id: str, selection: Selection
+) -> tuple[dict[str, Any], dg.AssetCheckResult]:
+    """Recompute the partition's missing items; its metadata and share check."""
     result = compute_missing(engine, tenant_id, selection)
     preview = missing_items_for(engine, tenant_id, selection.hash, limit=PREVIEW_ROWS)
-    return dg.MaterializeResult(
-        metadata={
-            "missing_count": dg.MetadataValue.int(result.missing_count),
-            # Newly missing items (went_missing events); those still missing do not repeat.
-            "changes_went_missing": dg.MetadataValue.int(result.went_missing),
-            "confidence": dg.MetadataValue.text(result.confidence),
-            "baseline_run_id": dg.MetadataValue.int(result.baseline_run_id or 0),
-            "baseline_status": dg.MetadataValue.text(result.baseline_status or "none"),
-            "missing_share": dg.MetadataValue.float(round(result.missing_share, 4)),
-            "selection_hash": dg.MetadataValue.text(result.selection_hash),
-            "by_reason": dg.MetadataValue.json(result.by_reason),
-            "preview": dg.MetadataValue.md(_missing_preview(preview, result)),
-        },
-        check_results=[missing_share_check(result)],
-    )
+    metadata: dict[str, Any] = {
+        "missing_count": dg.MetadataValue.int(result.missing_count),
+        # Newly missing items (went_missing events); those still missing do not repeat.
+        "changes_went_missing": dg.MetadataValue.int(result.went_missing),
+        "confidence": dg.MetadataValue.text(result.confidence),
+        "baseline_run_id": dg.MetadataValue.int(result.baseline_run_id or 0),
+        "baseline_status": dg.MetadataValue.text(result.baseline_status or "none"),
+        "missing_share": dg.MetadataValue.float(round(result.missing_share, 4)),
+        "selection_hash": dg.MetadataValue.text(result.selection_hash),
+        "by_reason": dg.MetadataValue.json(result.by_reason),
+        "preview": dg.MetadataValue.md(_missing_preview(preview, result)),
+    }
+    return metadata, missing_share_check(result)
 
 
 def _missing_preview(rows: list[dict[str, Any]], result: MissingResult) -> str:
@@ -222,5 +287,8 @@ def missing_share_check(result: MissingResult) -> dg.AssetCheckResult:
             if suspicious
             else f"{result.missing_count} missing ({result.missing_share:.0%})"
         ),
-        metadata={"missing_share": result.missing_share, "missing_count": result.missing_count},
+        metadata={
+            "missing_share": dg.MetadataValue.float(result.missing_share),
+            "missing_count": dg.MetadataValue.int(result.missing_count),
+        },
     )

@@ -5,6 +5,9 @@ Coverage follows syncs by automation, throttled: a 500-tenant nightly wave mater
 `inventory_items` 500 times (× selections), and coverage must not run that often. It runs when
 some sync finished since it last ran *and* a tick of an every-N-minutes cron passed since it
 last ran, so at most once per interval, and at the latest one interval after the last sync.
+A sync that finished is a materialization of `inventory_items` (complete) or of
+`inventory_missing` (which every sync brings, a partial or failed one included, since those
+do not materialize `inventory_items`): coverage depends on both.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from inventory_pipelines.assets import inventory_items
+from inventory_pipelines.assets import inventory_items, inventory_missing
 from inventory_pipelines.core.coverage import Freshness, freshness, refresh_coverage
 from inventory_pipelines.core.coverage_report import coverage_matrix, needs_attention
 from inventory_pipelines.core.errors import ConfigurationError
@@ -111,7 +114,7 @@ def build_coverage_asset(settings: CoverageSettings | None = None) -> dg.AssetsD
     @dg.asset(
         name="inventory_coverage",
         # Unpartitioned on every partition of the syncs: any tenant × selection synced counts.
-        deps=[inventory_items],
+        deps=[inventory_items, inventory_missing],
         group_name="inventory",
         kinds={"python", "sql"},
         automation_condition=coverage_automation_condition(settings.interval_minutes),

@@ -87,9 +87,10 @@ def test_backfills_after_edits_deletions_and_a_lost_permission_record_the_change
             rows = read_changes(inventory_engine, tenant_id, run_id=run_id)
             return {(r["policy_type"], r["external_id"]) for r in rows if r["event"] == kind}
 
-        def backfill(title: str) -> tuple[int, float]:
+        def backfill(title: str, complete: bool = True) -> tuple[int, float]:
             """One sync of (tenant, all) as the UI launches it; waits for it and for
-            inventory_missing to follow; returns the sync run id and when the run ended."""
+            inventory_missing to follow; returns the sync run id and when the run ended.
+            An incomplete sync fails its run and is observed, not materialized."""
             backfill_id = launch_backfill(stack, [everything], title)
 
             def done() -> dg.RunRecord | None:
@@ -98,21 +99,23 @@ def test_backfills_after_edits_deletions_and_a_lost_permission_record_the_change
                 return finished[0] if finished else None
 
             run = _wait(done, f"the sync {title}", stack)
-            assert run.dagster_run.status == DagsterRunStatus.SUCCESS, title
+            expected = DagsterRunStatus.SUCCESS if complete else DagsterRunStatus.FAILURE
+            assert run.dagster_run.status == expected, title
+            assert run.start_time is not None and run.end_time is not None
             _wait(
-                lambda: materialized("inventory_missing", everything, run.end_time),
+                lambda: materialized("inventory_missing", everything, run.start_time),
                 f"inventory_missing after the sync {title}",
                 stack,
             )
-            [materialization] = [
+            fetch = instance.fetch_materializations if complete else instance.fetch_observations
+            [record] = [
                 r
-                for r in instance.fetch_materializations(
-                    dg.AssetKey("inventory_items"), limit=100
-                ).records
+                for r in fetch(dg.AssetKey("inventory_items"), limit=100).records
                 if r.run_id == run.dagster_run.run_id
             ]
-            metadata = materialization.asset_materialization.metadata  # type: ignore[union-attr]
-            return int(metadata["sync_run_id"].value), run.end_time  # type: ignore[arg-type]
+            event = record.asset_materialization or record.asset_observation
+            assert event is not None
+            return int(event.metadata["sync_run_id"].value), run.end_time  # type: ignore[arg-type]
 
         # 1. First syncs by the sensor: every item is added, once, whatever selections saw it.
         _wait(
@@ -154,7 +157,7 @@ def test_backfills_after_edits_deletions_and_a_lost_permission_record_the_change
         )
         tags = {(FORBIDDEN, i["id"]) for i in control.items(tenant_id, FORBIDDEN)}
         assert tags
-        third, ended = backfill("after scope tags were forbidden")
+        third, ended = backfill("after scope tags were forbidden", complete=False)
         went = [
             r for r in read_changes(inventory_engine, tenant_id) if r["event"] == "went_missing"
         ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import Any
 
 import dagster as dg
 import pytest
+from dagster import DagsterEventType
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 from sqlalchemy import select
 
 from inventory_pipelines.assets import (
@@ -18,7 +21,7 @@ from inventory_pipelines.assets import (
 )
 from inventory_pipelines.core.schema import sync_runs
 from inventory_pipelines.core.selection import get_selection
-from inventory_pipelines.partitions import partition_key
+from inventory_pipelines.partitions import partition_key, tenant_selection_partitions
 from inventory_pipelines.resources import InventoryDatabase
 from inventory_pipelines.run_tags import TENANT_ID_TAG, TENANT_KEY_TAG, TENANT_NAME_TAG
 from inventory_pipelines.simulator import SimulatorServer
@@ -42,9 +45,56 @@ def add_partitions(instance: dg.DagsterInstance) -> None:
     instance.add_dynamic_partitions("selection", [SELECTION])
 
 
-def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]:
-    [event] = result.asset_materializations_for_node(asset)
+def stored(instance: dg.DagsterInstance, run_id: str, kind: DagsterEventType) -> list[Any]:
+    """What the run stored of one event kind (what the UI reads), whichever step logged it."""
+    return [
+        entry.dagster_event.event_specific_data
+        for entry in instance.all_logs(run_id, of_type=kind)
+        if entry.dagster_event is not None
+    ]
+
+
+def metadata_of(
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, asset: str
+) -> dict[str, object]:
+    """The run's one materialization of `asset`."""
+    [event] = [
+        data.materialization
+        for data in stored(instance, result.run_id, DagsterEventType.ASSET_MATERIALIZATION)
+        if data.materialization.asset_key == dg.AssetKey(asset)
+    ]
     return {k: v.value for k, v in event.metadata.items()}
+
+
+def observed_sync(
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult
+) -> dict[str, object]:
+    """The sync's metadata, stored as an observation when the sync was not complete."""
+    [data] = stored(instance, result.run_id, DagsterEventType.ASSET_OBSERVATION)
+    return {k: v.value for k, v in data.asset_observation.metadata.items()}
+
+
+def materialized(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> set[str]:
+    """The assets the run materialized."""
+    events = stored(instance, result.run_id, DagsterEventType.ASSET_MATERIALIZATION)
+    return {data.materialization.asset_key.to_user_string() for data in events}
+
+
+def checks_of(
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult
+) -> dict[str, dg.AssetCheckEvaluation]:
+    evaluations = stored(instance, result.run_id, DagsterEventType.ASSET_CHECK_EVALUATION)
+    return {e.check_name: e for e in evaluations}
+
+
+def failed_partitions(instance: dg.DagsterInstance, asset: str) -> set[str]:
+    """Partitions the asset's *Partitions* tab shows as failed (the UI's own status cache)."""
+    cache = get_and_update_asset_status_cache_value(
+        instance, dg.AssetKey(asset), tenant_selection_partitions
+    )
+    assert cache is not None
+    subset = cache.deserialize_failed_partition_subsets(tenant_selection_partitions)
+    return {str(key) for key in subset.get_partition_keys()}
 
 
 def truth_count(sim: SimulatorServer) -> int:
@@ -62,7 +112,7 @@ def test_materialize_sync_then_missing(
         resources=resources,
     )
     assert result.success
-    sync = metadata_of(result, "inventory_items")
+    sync = metadata_of(instance, result, "inventory_items")
     assert sync["status"] == "success"
     assert sync["items_observed"] == sync["items_inserted"] == truth_count(sim)
     assert sync["selection_hash"] == get_selection(SELECTION).hash
@@ -71,7 +121,7 @@ def test_materialize_sync_then_missing(
     run = database.store().get_sync_run(TENANT, int(sync["sync_run_id"]))  # type: ignore[arg-type]
     assert run["correlation_id"] == result.run_id  # UI run and sync row link both ways
 
-    missing = metadata_of(result, "inventory_missing")
+    missing = metadata_of(instance, result, "inventory_missing")
     assert missing["missing_count"] == 0 and missing["confidence"] == "high"
     assert missing["baseline_run_id"] == sync["sync_run_id"]
     assert missing["changes_went_missing"] == 0
@@ -100,11 +150,11 @@ def test_materialize_sync_then_missing(
         instance=instance,
         resources=resources,
     )
-    missing = metadata_of(second, "inventory_missing")
+    missing = metadata_of(instance, second, "inventory_missing")
     assert missing["missing_count"] == len(gone) and missing["confidence"] == "high"
     assert missing["by_reason"] == {"not_observed": len(gone)}
     assert missing["changes_went_missing"] == len(gone)
-    resync = metadata_of(second, "inventory_items")
+    resync = metadata_of(instance, second, "inventory_items")
     assert (resync["changes_added"], resync["changes_changed"], resync["changes_returned"]) == (
         0,
         0,
@@ -120,10 +170,14 @@ def truth_count_before(sync: dict[str, object]) -> int:
     return int(sync["items_observed"])  # type: ignore[call-overload]
 
 
-def test_partial_sync_warns_and_gives_low_confidence(
+def test_partial_sync_fails_its_partition_and_brings_missing_to_low_confidence(
     instance: dg.DagsterInstance, resources: dict[str, object], sim: SimulatorServer
 ) -> None:
     add_partitions(instance)
+    first = dg.materialize(
+        [inventory_items], partition_key=KEY, instance=instance, resources=resources
+    )
+    assert first.success and failed_partitions(instance, "inventory_items") == set()
     sim.control.set_faults(
         TENANT, [{"kind": "status", "status": 403, "policy_type": "compliance_scripts"}]
     )
@@ -132,16 +186,35 @@ def test_partial_sync_warns_and_gives_low_confidence(
         partition_key=KEY,
         instance=instance,
         resources=resources,
+        raise_on_error=False,
     )
-    assert result.success
-    assert metadata_of(result, "inventory_items")["status"] == "partial"
-    assert metadata_of(result, "inventory_items")["error_codes"] == ["forbidden"]
-    check = {e.check_name: e for e in result.get_asset_check_evaluations()}[SYNC_CHECK]
-    assert check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
-    assert metadata_of(result, "inventory_missing")["confidence"] == "low"
+    # Not a complete look: no materialization, a failed run and a failed partition, even
+    # though the partition was materialized (green) before.
+    assert not result.success
+    assert materialized(instance, result) == {"inventory_missing"}
+    assert failed_partitions(instance, "inventory_items") == {str(KEY)}
+    sync = observed_sync(instance, result)
+    assert sync["status"] == "partial" and sync["error_codes"] == ["forbidden"]
+    failure = result.failure_data_for_node("inventory_items")
+    assert failure is not None and "partial (forbidden)" in str(failure.error)
+    checks = checks_of(instance, result)
+    assert checks[SYNC_CHECK].passed is False
+    assert checks[SYNC_CHECK].severity == dg.AssetCheckSeverity.WARN
+    # Missing follows in the sync's own step, with its check, for this partition.
+    missing = metadata_of(instance, result, "inventory_missing")
+    assert missing["confidence"] == "low" and missing["baseline_run_id"] == sync["sync_run_id"]
+    assert checks[MISSING_SHARE_CHECK].partition == str(KEY)
+    assert failed_partitions(instance, "inventory_missing") == set()
+
+    # The next complete sync turns the partition green again.
+    sim.control.clear_faults(TENANT)
+    again = dg.materialize(
+        [inventory_items], partition_key=KEY, instance=instance, resources=resources
+    )
+    assert again.success and failed_partitions(instance, "inventory_items") == set()
 
 
-def test_failed_sync_materializes_fails_the_run_and_missing_shows_the_failed_baseline(
+def test_failed_sync_fails_its_partition_and_missing_shows_the_failed_baseline(
     instance: dg.DagsterInstance, resources: dict[str, object], sim: SimulatorServer
 ) -> None:
     add_partitions(instance)
@@ -151,7 +224,7 @@ def test_failed_sync_materializes_fails_the_run_and_missing_shows_the_failed_bas
         instance=instance,
         resources=resources,
     )
-    assert metadata_of(first, "inventory_missing")["confidence"] == "high"
+    assert metadata_of(instance, first, "inventory_missing")["confidence"] == "high"
     known = truth_count(sim)
 
     # Consent revoked / secret expired: the next sync cannot fetch anything.
@@ -165,36 +238,31 @@ def test_failed_sync_materializes_fails_the_run_and_missing_shows_the_failed_bas
     )
     assert not result.success  # loud: the run fails …
     failure = result.failure_data_for_node("inventory_items")
-    assert failure is not None and "blocking asset check" in str(failure.error)
-    # … after recording the materialization, so automation can follow it.
-    sync = metadata_of(result, "inventory_items")
+    assert failure is not None and "failed (authentication_failed)" in str(failure.error)
+    # … and the partition shows failed, not the previous materialization.
+    assert materialized(instance, result) == {"inventory_missing"}
+    assert failed_partitions(instance, "inventory_items") == {str(KEY)}
+    sync = observed_sync(instance, result)
     assert sync["status"] == "failed" and sync["error_codes"] == ["authentication_failed"]
-    [check] = result.get_asset_check_evaluations()
-    assert check.check_name == SYNC_CHECK and check.passed is False
-    assert check.severity == dg.AssetCheckSeverity.ERROR
+    checks = checks_of(instance, result)
+    check = checks[SYNC_CHECK]
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.partition == str(KEY)
     assert "wrong" not in str(result.all_events)
-    # The blocking check kept the downstream asset out of this run.
-    assert result.asset_materializations_for_node("inventory_missing") == []
-
-    follow_up = dg.materialize(
-        [inventory_items, inventory_missing],
-        selection=[inventory_missing],
-        partition_key=KEY,
-        instance=instance,
-        resources=resources,
-    )
-    missing = metadata_of(follow_up, "inventory_missing")
+    # inventory_missing was brought to the failed baseline by the sync's step itself; its
+    # own step was skipped (upstream failed), so nothing runs it twice.
+    missing = metadata_of(instance, result, "inventory_missing")
     assert missing["baseline_status"] == "failed" and missing["confidence"] == "low"
     assert missing["baseline_run_id"] == sync["sync_run_id"]
     assert missing["by_reason"] == {"type_not_fetched": known}
+    assert checks[MISSING_SHARE_CHECK].passed is True
 
 
 MATERIALIZE_IN_OWN_PROCESS = """
 import sys, time
 import dagster as dg
 from inventory_pipelines.assets import inventory_items
-from inventory_pipelines.partitions import partition_key
+from inventory_pipelines.partitions import partition_key, tenant_selection_partitions
 from inventory_pipelines.resources import InventoryDatabase
 from inventory_pipelines_tests.dagster.fixtures import TENANT_KEY, graph_resource
 database_url, simulator_url, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -207,7 +275,9 @@ with dg.instance_for_test() as instance:
         time.sleep(0.005)
     result = dg.materialize([inventory_items], instance=instance, resources=resources,
                             partition_key=partition_key(TENANT_KEY, "compliance"))
-    [event] = result.asset_materializations_for_node("inventory_items")
+    # A skipped sync is not a look: its metadata is an observation, not a materialization.
+    [event] = (result.asset_materializations_for_node("inventory_items")
+               or result.asset_observations_for_node("inventory_items"))
     print(event.metadata["status"].value)
 """
 
@@ -289,7 +359,7 @@ def test_partitions_named_by_guid_still_sync_the_tenant(
         instance=instance,
         resources=resources,
     )
-    assert metadata_of(result, "inventory_items")["items_observed"] == truth_count(sim)
+    assert metadata_of(instance, result, "inventory_items")["items_observed"] == truth_count(sim)
 
 
 def test_an_unregistered_tenant_key_fails_the_run_clearly(

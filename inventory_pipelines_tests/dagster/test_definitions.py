@@ -53,7 +53,9 @@ def test_coverage_is_unpartitioned_follows_every_sync_and_declares_its_check() -
     items = defs.get_assets_def("inventory_items")
     coverage = defs.get_assets_def("inventory_coverage")
     assert coverage.partitions_def is None
-    assert items.key in coverage.asset_deps[coverage.key]
+    missing = defs.get_assets_def("inventory_missing")
+    # Complete syncs materialize items; every sync, partial and failed too, brings missing.
+    assert coverage.asset_deps[coverage.key] == {items.key, missing.key}
     assert {c.name for c in coverage.check_specs} == {COVERAGE_FRESH_CHECK}
     condition = coverage.automation_conditions_by_key[coverage.key]
     assert condition is not None and "at most every 5 min" in (condition.get_label() or "")
