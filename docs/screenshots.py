@@ -112,7 +112,11 @@ def take(base_url: str) -> None:
         _shoot(page, "inventory_coverage_check")
 
         # The change feed's counts per event kind, charted per partition over time.
-        _open(page, f"{base_url}/assets/inventory_items?view=plots")
+        _open(page, f"{base_url}/assets/inventory_items")
+        page.get_by_placeholder("Filter metadata keys").fill("changes_")
+        page.get_by_role("button", name="Plots").first.click()
+        page.wait_for_timeout(SETTLE_MS // 2)
+        page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
         _shoot(page, "inventory_items_plots")
 
         _open(page, f"{base_url}/runs")
