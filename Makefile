@@ -39,7 +39,7 @@ bench: $(STAMP)
 		--latency-tenant-size 5000 --latency-ms 150 --identity-rps 1 \
 		--ca-policies 150 --named-locations 40 --out bench/results.json
 
-## Screenshots of a running `make demo` (another shell, after ~4 minutes) into docs/img/;
+## Screenshots of a running `make demo` (another shell, after ~8 minutes) into docs/img/;
 ## needs Debian's chromium (apt-get install chromium). DEMO_URL defaults to the demo's.
 screenshots: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[docs]'

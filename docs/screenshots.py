@@ -1,7 +1,8 @@
 """Screenshots of what the Dagster UI shows for the demo tenants, for docs/ui.md.
 
 Run against a live `make demo` (in another shell), after its story has played out (about four
-minutes: deletions at Contoso, Litware's consent revoked, the 2-minute refresh):
+minutes: deletions at Contoso, Litware's consent revoked, the 2-minute refresh; eight for the
+coverage check to find stale pairs):
 
     make screenshots            # or: .venv/bin/python docs/screenshots.py [http://127.0.0.1:3000]
 
