@@ -20,9 +20,9 @@ from sqlalchemy import Engine, event, text
 from bench.stack import BenchDatabase, DatabaseFactory, vacuum_analyze
 from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.missing import compute_missing
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 from inventory_pipelines.core.schema import sync_runs
 from inventory_pipelines.core.selection import Selection, get_selection
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
 
 Log = Callable[[str], None]
 MISSING_EVERY = 100

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from inventory_pipelines.core.errors import ValidationError
-from inventory_pipelines.graph.policy_types import POLICY_TYPES_BY_KEY, all_policy_type_keys
+from inventory_pipelines.core.policy_types import POLICY_TYPES_BY_KEY, all_policy_type_keys
 
 SELECTIONS_FILE_VERSION = 1
 ALL_TYPES = "*"

@@ -25,6 +25,7 @@ import httpx
 import orjson
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.graph.batch import MAX_BATCH_REQUESTS, relative_url
 from inventory_pipelines.graph.batch_stream import (
     BrokenBatchResponse,
@@ -33,7 +34,6 @@ from inventory_pipelines.graph.batch_stream import (
 )
 from inventory_pipelines.graph.client import Failure, GraphClient
 from inventory_pipelines.graph.fetch import Page, PolicyTypeFetch
-from inventory_pipelines.graph.policy_types import PolicyType
 from inventory_pipelines.graph.responses import (
     CollectionPage,
     collection_page_from,

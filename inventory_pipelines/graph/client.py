@@ -26,6 +26,7 @@ from inventory_pipelines.core.errors import (
     GraphError,
     InventoryError,
 )
+from inventory_pipelines.core.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
 from inventory_pipelines.graph.batch import (
@@ -37,7 +38,6 @@ from inventory_pipelines.graph.batch import (
 from inventory_pipelines.graph.fetch import PolicyTypeFetch, RetryWait
 from inventory_pipelines.graph.pacing import RequestPacer
 from inventory_pipelines.graph.page_size import PROCESS_PAGE_SIZES, PageSizeMemory, is_top_refusal
-from inventory_pipelines.graph.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.graph.responses import (
     CollectionPage,
     GraphErrorDetail,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.graph.responses import CollectionPage
 
 

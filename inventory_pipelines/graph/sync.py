@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inventory_pipelines.core.changes import ADDED, CHANGED, RETURNED, event_counts
 from inventory_pipelines.core.errors import ErrorCode, GraphError, InventoryError
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.store import (
@@ -35,7 +36,6 @@ from inventory_pipelines.core.store import (
 from inventory_pipelines.graph.batching import BatchFetcher, BatchStats
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.fetch import FetchStats, Page, PolicyTypeFetch, wall_seconds
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.writer import BatchWriter
 
 logger = project_logger("inventory_pipelines.sync")

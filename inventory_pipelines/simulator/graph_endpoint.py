@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, PolicyType
+from inventory_pipelines.core.policy_types import POLICY_TYPES, PolicyType
 from inventory_pipelines.simulator.batch import BatchEndpoint
 from inventory_pipelines.simulator.faults import GraphFaults, ResponseFault
 from inventory_pipelines.simulator.graph_errors import (

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inventory_pipelines.core.errors import ValidationError
+from inventory_pipelines.core.policy_types import POLICY_TYPES, all_policy_type_keys
 from inventory_pipelines.core.selection import (
     canonical_json,
     get_selection,
@@ -16,7 +17,6 @@ from inventory_pipelines.core.selection import (
     selection_hash,
     validate_payload,
 )
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, all_policy_type_keys
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
 json_values = st.recursive(

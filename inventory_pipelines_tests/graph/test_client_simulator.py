@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.graph.client import GraphClient, ReadOnlyViolationError
 from inventory_pipelines.graph.fetch import PolicyTypeFetch
 from inventory_pipelines.graph.page_size import PageSizeMemory
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines.simulator.paging import SETTINGS_CATALOG_TYPES, top_exceeded_message

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError, ValidationError
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.graph.client import USER_AGENT, ReadOnlyViolationError
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines_tests.graph.mock_graph import (
     BASE,

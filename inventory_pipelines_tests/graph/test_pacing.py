@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from inventory_pipelines.core.policy_types import POLICY_TYPES, get_policy_type
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.pacing import RequestPacer
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.simulator import (
