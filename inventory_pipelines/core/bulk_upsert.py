@@ -27,7 +27,7 @@ import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -38,9 +38,7 @@ from inventory_pipelines.core.changes import (
     SQL_INSERT_SYNC_EVENT,
     SQL_REPORTED_MISSING,
 )
-
-if TYPE_CHECKING:
-    from inventory_pipelines.core.store import ObservedItem
+from inventory_pipelines.core.observed import ObservedItem
 
 STAGE_TABLE = "inventory_items_stage"
 

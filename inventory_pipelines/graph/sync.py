@@ -21,13 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inventory_pipelines.core.changes import ADDED, CHANGED, RETURNED, event_counts
 from inventory_pipelines.core.errors import ErrorCode, GraphError, InventoryError
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.store import (
     COMPLETE,
     InventoryStore,
-    ObservedItem,
     RunAbandonedError,
     RunResult,
     RunSkipped,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from inventory_pipelines.core.fast_json import canonical_dumps, loads
 from inventory_pipelines.core.metadata import WHITELIST, whitelist_metadata
-from inventory_pipelines.core.store import ObservedItem
+from inventory_pipelines.core.observed import ObservedItem
 
 _BEFORE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 """What `ObservedItem` serialized with before orjson."""
