@@ -416,7 +416,7 @@ class _TypeSink:
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
         self._buffered.change(-len(batch))
-        self.writer.submit(self.summary, batch)
+        self.writer.submit(self.summary.policy_type, self.summary.counts, batch)
 
 
 def _copy_stats(summary: TypeSummary, stats: FetchStats) -> None:
