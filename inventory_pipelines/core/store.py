@@ -25,7 +25,8 @@ from inventory_pipelines.core.redaction import redact_value
 from inventory_pipelines.core.schema import items, sync_runs
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.tenancy import tenant_transaction
-from inventory_pipelines.core.tenants import normalize_tenant_id, require_active_tenant
+from inventory_pipelines.core.tenant_ids import normalize_tenant_id
+from inventory_pipelines.core.tenants import require_active_tenant
 
 DEFAULT_LEASE = timedelta(minutes=10)
 COMPLETE = "complete"

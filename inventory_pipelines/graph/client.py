@@ -28,7 +28,8 @@ from inventory_pipelines.core.errors import (
 )
 from inventory_pipelines.core.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.core.redaction import project_logger
-from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
+from inventory_pipelines.core.tenant_ids import normalize_tenant_id
+from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, is_token_url
 from inventory_pipelines.graph.batch import (
     PROCESS_BATCH_REFUSALS,
     BatchRefusals,
@@ -160,7 +161,7 @@ class GraphClient:
 
     def fetch(self, tenant_id: str, policy_type: PolicyType | str) -> PolicyTypeFetch:
         """Pages of one policy type; nothing is requested until the result is iterated."""
-        check_tenant_id(tenant_id)
+        tenant_id = normalize_tenant_id(tenant_id)
         ptype = get_policy_type(policy_type) if isinstance(policy_type, str) else policy_type
         top = self.page_sizes.top_for(ptype)
         return PolicyTypeFetch(

@@ -187,10 +187,24 @@ def test_a_fetch_is_lazy_and_can_be_iterated_once() -> None:
             iter(fetch)
 
 
-@pytest.mark.parametrize("tenant", ["", "../other", "a/b", "t?x=1", "tenant id"])
-def test_tenant_ids_that_could_change_the_url_are_rejected(tenant: str) -> None:
-    with make_client(MockGraph()) as client, pytest.raises(ValidationError):
+@pytest.mark.parametrize(
+    "tenant",
+    ["", "../other", "a/b", "t?x=1", "tenant id", "contoso.onmicrosoft.com", "{" + TENANT + "}"],
+)
+def test_tenant_ids_other_than_a_guid_are_rejected_before_any_request(tenant: str) -> None:
+    graph = MockGraph()
+    with make_client(graph) as client, pytest.raises(ValidationError, match="not a GUID"):
         client.fetch(tenant, "device_configurations")
+    assert graph.requests == []
+
+
+def test_a_tenant_guid_is_used_lower_case() -> None:
+    graph = MockGraph().on(DC, page(items("a", 1)))
+    with make_client(graph) as client:
+        fetch = client.fetch(f" {TENANT.upper()} ", "device_configurations")
+        assert fetch.tenant_id == TENANT
+        assert len(list(fetch.iter_items())) == 1
+    assert {r.url.path.split("/")[1] for r in graph.requests if r.method == "POST"} == {TENANT}
 
 
 # -- status handling ------------------------------------------------------------------------
