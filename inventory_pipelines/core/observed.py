@@ -44,6 +44,6 @@ class ObservedItem(NamedTuple):
         return cls(
             str(item["id"]),
             display_name_of(item, name_field),
-            canonical_dumps(whitelist_metadata(item), float_free=True),
+            canonical_dumps(whitelist_metadata(item), json_floats=False),
             content_hash(item),
         )
