@@ -14,15 +14,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inventory_pipelines.core.bulk_upsert import (
-    SQLITE_TIMESTAMP_FORMAT,
-    upsert_postgresql,
-    upsert_sqlite,
-)
+from inventory_pipelines.core.bulk_upsert import upsert_postgresql, upsert_sqlite
 from inventory_pipelines.core.errors import ErrorCode, InventoryError
 from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.redaction import redact_value
-from inventory_pipelines.core.schema import items, sync_runs
+from inventory_pipelines.core.schema import from_sqlite_timestamp, items, sync_runs
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.tenancy import tenant_transaction
 from inventory_pipelines.core.tenant_ids import normalize_tenant_id
@@ -49,7 +45,7 @@ def database_now(conn: Connection) -> datetime:
     # SQLite has no server: the one host that opens the file is the clock (millisecond
     # precision), parsed so it is stored in the same text format as every other timestamp.
     stamp = conn.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
-    return datetime.strptime(stamp, SQLITE_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return from_sqlite_timestamp(stamp)
 
 
 class RunAbandonedError(InventoryError):
