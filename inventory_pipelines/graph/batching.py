@@ -32,7 +32,7 @@ from inventory_pipelines.graph.batch_stream import (
     NotABatchResponse,
     iter_answers,
 )
-from inventory_pipelines.graph.client import Failure, GraphClient
+from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.fetch import Page, PolicyTypeFetch
 from inventory_pipelines.graph.responses import (
     CollectionPage,
@@ -40,7 +40,12 @@ from inventory_pipelines.graph.responses import (
     parse_collection_page,
     parse_error_body,
 )
-from inventory_pipelines.graph.retry import RETRYABLE_STATUSES, RetryBudget
+from inventory_pipelines.graph.retry import (
+    RETRYABLE_STATUSES,
+    Failure,
+    RetryBudget,
+    transport_failure,
+)
 
 PageSink = Callable[[PolicyTypeFetch, Page], None]
 """Takes one page of a type; a GraphError raised here fails that type only."""
@@ -213,11 +218,8 @@ class BatchFetcher:
         try:
             with self.client.post_batch(envelope.version, requests, token) as response:
                 self._read(envelope, response)
-        except httpx.TimeoutException as exc:
-            self._deliver_rest(envelope, Failure(ErrorCode.TIMEOUT, type(exc).__name__))
         except httpx.TransportError as exc:
-            failure = Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
-            self._deliver_rest(envelope, failure)
+            self._deliver_rest(envelope, transport_failure(exc))
 
     def _read(self, envelope: _Envelope, response: httpx.Response) -> None:
         status = response.status_code
@@ -341,15 +343,12 @@ class BatchFetcher:
             chain.refreshed = dropped or chain.tried_newer
             chain.tried_newer = chain.tried_newer or not dropped
             return
-        if failure.final:
-            if client.narrow_page_size(fetch, chain.url or "", failure):
-                chain.url = fetch.first_url
-                chain.budget = self._budget()
-                return
-            self._fail(chain, client.error_for(fetch, failure, chain.budget))
+        if failure.final and client.narrow_page_size(fetch, chain.url or "", failure):
+            chain.url = fetch.first_url
+            chain.budget.restart()
             return
         try:
-            wait = client.plan_wait(fetch, chain.budget, failure, page=chain.page, attempt=attempt)
+            wait = client.plan_wait(fetch, chain.budget, failure, page=chain.page)
         except GraphError as exc:
             self._fail(chain, exc)
             return

@@ -426,6 +426,50 @@ def _raise(exc: Exception) -> httpx.Response:
     raise exc
 
 
+def test_the_token_endpoint_and_graph_are_retried_by_the_same_rules() -> None:
+    """One loop and one budget decide for both: the same answers, the same waits."""
+
+    def answers() -> list[httpx.Response]:
+        return [
+            httpx.Response(429, headers={"Retry-After": "2"}),
+            httpx.Response(503),  # no Retry-After: backoff, full jitter of 1s with random 0.5
+            httpx.Response(504, headers={"Retry-After": "0"}),
+        ]
+
+    token_side = MockGraph().on(DC, page([]))
+    token_side.token_responses.extend(answers())
+    token_sleep = SleepRecorder()
+    fetch_all(token_side, sleep=token_sleep, random=lambda: 0.5)
+
+    graph_side = MockGraph().on(DC_FIRST, *answers(), page([]))
+    graph_sleep = SleepRecorder()
+    fetch_all(graph_side, sleep=graph_sleep, random=lambda: 0.5)
+
+    assert token_sleep.calls == graph_sleep.calls == [2.0, 0.5, 0.0]
+
+
+def test_a_token_retry_after_beyond_the_budget_gives_up_and_says_so() -> None:
+    graph = MockGraph().on(DC, page([]))
+    graph.token_responses.append(httpx.Response(429, headers={"Retry-After": "600"}))
+    sleep = SleepRecorder()
+    with pytest.raises(GraphError) as info:
+        fetch_all(graph, sleep=sleep, retry=RetryPolicy(max_total_wait=30))
+    assert info.value.code is ErrorCode.THROTTLED
+    assert "token request for tenant" in info.value.message
+    assert "Retry-After 600s exceeds the remaining wait budget of 30.0s" in info.value.message
+    assert sleep.calls == [] and graph.graph_requests() == []
+
+
+def test_token_retries_are_bounded_in_attempts() -> None:
+    graph = MockGraph().on(DC, page([]))
+    graph.token_responses.extend([httpx.Response(503)] * 5)
+    with pytest.raises(GraphError) as info:
+        fetch_all(graph, sleep=SleepRecorder(), retry=RetryPolicy(max_attempts=3))
+    assert info.value.code is ErrorCode.UNAVAILABLE
+    assert "failed after 3 attempt(s): HTTP 503" in info.value.message
+    assert len([r for r in graph.requests if r.method == "POST"]) == 3
+
+
 @pytest.mark.parametrize(
     ("exc", "code"),
     [
