@@ -29,8 +29,6 @@ from inventory_pipelines.core.fast_json import canonical_dumps
 KEPT_ANNOTATIONS = frozenset({"@odata.type"})
 """Annotations that are content, not response metadata."""
 
-HASH_BYTES = 32
-
 
 def is_volatile(key: str) -> bool:
     """An OData annotation of the item (other than `@odata.type`)."""

@@ -93,7 +93,6 @@ class BatchStats:
 
     rounds: int = 0
     envelopes: int = 0
-    fell_back: bool = False
 
 
 class BatchFetcher:
@@ -129,7 +128,6 @@ class BatchFetcher:
             while open_chains := [c for c in chains if not c.fetch.done]:
                 self._checkpoint()
                 if not self.client.batching_available():
-                    self.stats.fell_back = True
                     self._continue_by_get(open_chains, pool)
                     return
                 now = time.monotonic()

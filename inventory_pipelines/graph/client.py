@@ -209,7 +209,7 @@ class GraphClient:
     def pace(self, fetch: PolicyTypeFetch) -> None:
         """Wait for the tenant's identity slot when the type is identity-paced."""
         if fetch.policy_type.throttle_class == "identity":
-            fetch.stats.pacing_wait_seconds += self._identity_pacer.wait(fetch.tenant_id)
+            self._identity_pacer.wait(fetch.tenant_id)
 
     def claim_pacing_slot(self, fetch: PolicyTypeFetch) -> float:
         """0 when the request may go now (the tenant's identity slot is taken for it, or the

@@ -77,7 +77,6 @@ class TypeSummary:
     requests: int = 0
     retries: int = 0
     throttle_wait_seconds: float = 0.0
-    wait_seconds: float = 0.0
     throttle_intervals: list[tuple[float, float]] = field(default_factory=list)
     error: dict[str, Any] | None = None
 
@@ -425,7 +424,6 @@ def _copy_stats(summary: TypeSummary, stats: FetchStats) -> None:
     summary.retries = stats.retries
     summary.throttle_wait_seconds = stats.throttle_wait_seconds
     summary.throttle_intervals = [w.interval for w in stats.waits if w.throttled]
-    summary.wait_seconds = stats.total_wait_seconds
 
 
 def _run_result(summaries: dict[str, TypeSummary]) -> RunResult:
