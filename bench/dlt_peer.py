@@ -36,7 +36,7 @@ from dlt.sources.rest_api import rest_api_source
 from dlt.sources.rest_api.typing import RESTAPIConfig
 from sqlalchemy.engine import make_url
 
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 NEXT_LINK_PATH = "'@odata.nextLink'"

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 
 BATCH_LIMIT = 20
 """Graph's JSON batching: at most 20 requests per `$batch`."""

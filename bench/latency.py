@@ -18,8 +18,8 @@ from typing import Any
 from bench.measure import run_measured
 from bench.stack import DatabaseFactory, SimulatorProcess
 from bench.throughput import SELECTION, TYPE_CONCURRENCY, base_job, prepare_tenant, spread
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 from inventory_pipelines.core.selection import get_selection
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
 
 Log = Callable[[str], None]
 LATENCY_TENANT = "d0d0d0d0-0000-4000-8000-000000000150"

@@ -20,9 +20,9 @@ from sqlalchemy import Engine, event, text
 from bench.stack import BenchDatabase, DatabaseFactory, vacuum_analyze
 from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.missing import compute_missing
-from inventory_pipelines.core.schema import sync_runs
+from inventory_pipelines.core.policy_types import POLICY_TYPES
+from inventory_pipelines.core.schema import sqlite_timestamp, sync_runs
 from inventory_pipelines.core.selection import Selection, get_selection
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
 
 Log = Callable[[str], None]
 MISSING_EVERY = 100
@@ -150,7 +150,6 @@ def load(database: BenchDatabase, tenant_ids: list[str], counts: list[int]) -> N
                     },
                 )
             else:
-                stamp = "%Y-%m-%d %H:%M:%S.%f"
                 conn.exec_driver_sql("CREATE TEMP TABLE bench_types (idx INTEGER, key TEXT)")
                 conn.exec_driver_sql("INSERT INTO bench_types VALUES (?, ?)", list(enumerate(keys)))
                 for tenant_id, count in zip(tenant_ids, counts, strict=True):
@@ -160,8 +159,8 @@ def load(database: BenchDatabase, tenant_ids: list[str], counts: list[int]) -> N
                             "count": count,
                             "tenant_id": tenant_id,
                             "type_count": len(keys),
-                            "previous_at": previous_at.strftime(stamp),
-                            "baseline_at": baseline_at.strftime(stamp),
+                            "previous_at": sqlite_timestamp(previous_at),
+                            "baseline_at": sqlite_timestamp(baseline_at),
                             "previous_run": run_ids[(tenant_id, previous_at)],
                             "baseline_run": run_ids[(tenant_id, baseline_at)],
                         },

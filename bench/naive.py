@@ -17,17 +17,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, update
 
 from inventory_pipelines.core.errors import GraphError
+from inventory_pipelines.core.observed import ObservedItem
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.core.schema import items
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.store import (
     COMPLETE,
     InventoryStore,
-    ObservedItem,
     RunResult,
     RunSkipped,
 )
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.policy_types import get_policy_type
 
 Transaction = Callable[[Engine, str], AbstractContextManager[Connection]]
 

@@ -33,7 +33,7 @@ from bench.measure import run_measured
 from bench.stack import BenchDatabase, CpuMeter, DatabaseFactory, SimulatorProcess, vacuum_analyze
 from bench.stack import checkpoint as checkpoint_database
 from bench.throughput import TYPE_CONCURRENCY, base_job, prepare_tenant, spread
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, PolicyType
+from inventory_pipelines.core.policy_types import POLICY_TYPES, PolicyType
 
 Log = Callable[[str], None]
 PEERS = ("dlt",)

@@ -166,7 +166,6 @@ class BenchDatabase:
     admin_url: str
     name: str
     role: str | None = None
-    row_level_security: bool = False
 
     @property
     def is_postgresql(self) -> bool:
@@ -210,7 +209,6 @@ class DatabaseFactory:
             for tenant_id in tenants:
                 add_tenant(engine, tenant_id, f"Bench tenant {tenant_id[:8]}")
             if database.is_postgresql:
-                database.row_level_security = _row_level_security(engine)
                 database.role = self._grant_role(engine)
                 if database.role is not None:
                     database.url = (
@@ -296,15 +294,6 @@ class DatabaseFactory:
                 engine.dispose()
             self._role = None
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _row_level_security(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                text("SELECT relrowsecurity FROM pg_class WHERE relname = 'inventory_items'")
-            ).scalar()
-        )
 
 
 # -- CPU accounting --------------------------------------------------------------------------

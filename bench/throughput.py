@@ -23,7 +23,7 @@ from bench.stack import (
     vacuum_analyze,
     write_stats,
 )
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 from inventory_pipelines.simulator import SIMULATOR_CLIENT_ID, SIMULATOR_CLIENT_SECRET
 
 SELECTION = "all"

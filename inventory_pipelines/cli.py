@@ -27,6 +27,7 @@ from inventory_pipelines.core.database import (
 from inventory_pipelines.core.errors import InventoryError, ValidationError
 from inventory_pipelines.core.migrations import upgrade
 from inventory_pipelines.core.missing import compute_missing, missing_items_for
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 from inventory_pipelines.core.redaction import redact
 from inventory_pipelines.core.selection import (
     canonical_json,
@@ -37,7 +38,6 @@ from inventory_pipelines.core.selection import (
 )
 from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
 from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.graph.summary import format_summary, summary_as_dict
 from inventory_pipelines.graph.sync import DEFAULT_TYPE_CONCURRENCY, SyncOptions, sync_partition

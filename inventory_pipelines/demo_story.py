@@ -17,10 +17,10 @@ import httpx
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory_pipelines.core.policy_types import POLICY_TYPES_BY_KEY
 from inventory_pipelines.core.schema import sync_runs
 from inventory_pipelines.core.store import COMPLETED_STATUSES
 from inventory_pipelines.core.tenancy import tenant_transaction
-from inventory_pipelines.graph.policy_types import POLICY_TYPES_BY_KEY
 from inventory_pipelines.simulator.control import SimulatorControl, SimulatorControlError
 
 Action = Callable[[SimulatorControl, str], str]

@@ -15,7 +15,7 @@ from bench.graph_floor import (
     registry_max_page,
 )
 from bench.peer import MAX_CA_POLICIES, paced_keys, peer_sizes
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, get_policy_type
+from inventory_pipelines.core.policy_types import POLICY_TYPES, get_policy_type
 
 
 def test_pages_needed_counts_an_empty_collection_as_one_request() -> None:

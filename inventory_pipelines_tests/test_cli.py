@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from inventory_pipelines.core.database import create_inventory_engine
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 from inventory_pipelines.core.store import InventoryStore
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
 from inventory_pipelines_tests.core.helpers import items, selection, sync
 
 GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"

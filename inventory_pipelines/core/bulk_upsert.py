@@ -26,8 +26,8 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -38,9 +38,8 @@ from inventory_pipelines.core.changes import (
     SQL_INSERT_SYNC_EVENT,
     SQL_REPORTED_MISSING,
 )
-
-if TYPE_CHECKING:
-    from inventory_pipelines.core.store import ObservedItem
+from inventory_pipelines.core.observed import ObservedItem
+from inventory_pipelines.core.schema import sqlite_timestamp
 
 STAGE_TABLE = "inventory_items_stage"
 
@@ -55,9 +54,6 @@ class UpsertOutcome(NamedTuple):
     returned: int
     observed: int
 
-
-# How SQLAlchemy's DateTime (and so UtcDateTime) stores timestamps as text on SQLite.
-SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 PG_CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
@@ -318,8 +314,8 @@ def upsert_sqlite(
     batch: Sequence[ObservedItem],
 ) -> UpsertOutcome:
     """One lookup, one executemany, then the events (new rows' ids looked up)."""
-    # The text format UtcDateTime stores on SQLite, so comparisons stay correct.
-    stamp = seen_at.astimezone(UTC).strftime(SQLITE_TIMESTAMP_FORMAT)
+    # Exactly the text UtcDateTime stores, so comparisons with ORM-written times stay correct.
+    stamp = sqlite_timestamp(seen_at)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         known = _sqlite_known_rows(cursor, tenant_id, policy_type, batch)

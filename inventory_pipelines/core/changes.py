@@ -34,7 +34,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from inventory_pipelines.core.schema import changes, items
 from inventory_pipelines.core.tenancy import tenant_transaction
-from inventory_pipelines.core.tenants import list_tenants, normalize_tenant_id
+from inventory_pipelines.core.tenant_ids import normalize_tenant_id
+from inventory_pipelines.core.tenants import list_tenants
 
 ADDED = "added"
 CHANGED = "changed"

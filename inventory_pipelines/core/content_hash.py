@@ -2,9 +2,9 @@
 
 SHA-256 of the canonical JSON (keys sorted at every depth, compact) of the full object Graph
 returned, minus its volatile fields. Only the 32-byte digest is stored, never the content:
-inventory is not a backup. orjson does the encoding (this runs once per item of every sync);
-the few values it refuses go through the standard library, so a given object always hashes
-the same way.
+inventory is not a backup. The text is `fast_json.canonical_dumps` with orjson's spelling of
+floats (this runs once per item of every sync, and the stored digests were made that way), so
+a given object always hashes the same way.
 
 Volatile fields are the item's own OData annotations: keys that start with `@` (instance
 annotations such as `@odata.etag`, `@odata.id`, `@odata.editLink`, `@microsoft.graph.tips`)
@@ -24,14 +24,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from inventory_pipelines.core.fast_json import canonical_dumps
 
 KEPT_ANNOTATIONS = frozenset({"@odata.type"})
 """Annotations that are content, not response metadata."""
-
-HASH_BYTES = 32
 
 
 def is_volatile(key: str) -> bool:
@@ -52,9 +48,5 @@ def content_hash(item: Mapping[str, Any]) -> bytes:
 
     NaN and infinities (not JSON; Graph never sends them) encode as `null`, as orjson does.
     """
-    content = hashed_content(item)
-    try:
-        encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # lone surrogates, integers beyond 64 bits
-        encoded = canonical_dumps(content).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(encoded).digest()
+    text = canonical_dumps(hashed_content(item), json_floats=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()

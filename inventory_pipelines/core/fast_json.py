@@ -1,9 +1,12 @@
-"""JSON on the hot path (Graph pages in, canonical metadata out) with orjson, byte-identical
-to the standard library where orjson would differ, so stored rows keep comparing equal.
+"""JSON on the hot path (Graph pages in) and the project's one canonical JSON encoder.
 
-orjson refuses lone surrogates, integers beyond 64 bits and NaN literals, all of which the
-standard library accepts; it writes some floats differently (`1e16` for `1e+16`). Those rare
-inputs go through `json`, so results never depend on which path was taken.
+`canonical_dumps` is what every stored or hashed JSON text goes through: selection payloads
+and their hashes, item metadata, content hashes. Canonical means sorted keys, compact
+separators and unescaped UTF-8, exactly as the standard library writes them with those
+options; orjson does the work where its output is the same. orjson refuses lone surrogates,
+integers beyond 64 bits and NaN literals, all of which the standard library accepts, and it
+writes some floats differently (`1e16` for `1e+16`). Those rare inputs go through `json`, so
+results never depend on which path was taken.
 """
 
 from __future__ import annotations
@@ -15,6 +18,15 @@ import orjson
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 """The canonical form: sorted keys, compact separators, unescaped unicode."""
+_ORJSON_CANONICAL = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+"""Sorted keys; datetimes and dataclasses, which `json` cannot encode, are refused (and so
+fail as in `json`), subclasses of str/int/dict/list go through `json`. (UUIDs, enums and
+numpy values orjson would still write; values here are parsed JSON or TOML, never those.)"""
 
 
 def loads(content: bytes | str) -> Any:
@@ -37,15 +49,16 @@ def _has_float_or_odd_key(value: Any) -> bool:
     return False
 
 
-def canonical_dumps(value: Any, *, float_free: bool = False) -> str:
+def canonical_dumps(value: Any, *, json_floats: bool = True) -> str:
     """Canonical JSON text of `value`, as `json` writes it.
 
-    `float_free=True` skips looking for floats and non-string keys: for values built by the
-    metadata whitelist, which keeps only strings, booleans, small integers and string lists.
+    `json_floats=False` spells floats as orjson does (`1e16`, NaN and infinities as `null`)
+    and so skips looking for them: for the content hash, whose stored digests were made that
+    way, and for values built by the metadata whitelist, which holds no floats at all.
     """
-    if not float_free and _has_float_or_odd_key(value):
+    if json_floats and _has_float_or_odd_key(value):
         return _CANONICAL(value)
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except orjson.JSONEncodeError:  # lone surrogates, huge integers, unknown types
+        return orjson.dumps(value, option=_ORJSON_CANONICAL).decode()
+    except orjson.JSONEncodeError:  # lone surrogates, huge integers, non-string keys, …
         return _CANONICAL(value)

@@ -19,7 +19,7 @@ from inventory_pipelines.core.schema import items, missing, sync_runs
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.store import COMPLETE, COMPLETED_STATUSES, utcnow
 from inventory_pipelines.core.tenancy import tenant_transaction
-from inventory_pipelines.core.tenants import normalize_tenant_id
+from inventory_pipelines.core.tenant_ids import normalize_tenant_id
 
 Confidence = Literal["high", "low", "unknown"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
@@ -41,6 +43,38 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_processors() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """UtcDateTime's bind and result processing as SQLAlchemy does it on SQLite, on top of its
+    own `sqlite.DATETIME` text format."""
+    dialect = sqlite.dialect()
+    on_sqlite = UtcDateTime().dialect_impl(dialect)
+    to_text = on_sqlite.bind_processor(dialect)
+    from_text = on_sqlite.result_processor(dialect, None)
+    assert to_text is not None and from_text is not None
+    return to_text, from_text
+
+
+_to_sqlite_text, _from_sqlite_text = _sqlite_processors()
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """`value` in the text form UtcDateTime stores on SQLite (`2026-03-01 12:00:00.000000`,
+    UTC, microseconds always written), for SQL that binds timestamps itself.
+
+    SQLite compares these texts as strings: the missing query's `last_seen_at < started_at`
+    is right only because every writer produces exactly this fixed-width form, so raw SQL
+    takes it from SQLAlchemy's own type instead of spelling the format a second time.
+    """
+    text: str = _to_sqlite_text(value)
+    return text
+
+
+def from_sqlite_timestamp(text: str) -> datetime:
+    """A timestamp SQLite returned as text (any precision `fromisoformat` reads), aware UTC."""
+    value: datetime = _from_sqlite_text(text)
+    return value
 
 
 Json: Any = JSON().with_variant(JSONB(), "postgresql")

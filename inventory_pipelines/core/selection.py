@@ -1,7 +1,9 @@
 """Selections of policy types and their identity, the selection hash.
 
 The hash is SHA-256 over canonical JSON (sorted keys, recursively sorted arrays, no
-whitespace, UTF-8), so the same logical selection always has the same identity.
+whitespace, UTF-8), so the same logical selection always has the same identity. Sorting the
+arrays is the selection's own rule; the text is the project's one encoder,
+`fast_json.canonical_dumps`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from inventory_pipelines.core.errors import ValidationError
-from inventory_pipelines.graph.policy_types import POLICY_TYPES_BY_KEY, all_policy_type_keys
+from inventory_pipelines.core.fast_json import canonical_dumps
+from inventory_pipelines.core.policy_types import POLICY_TYPES_BY_KEY, all_policy_type_keys
 
 SELECTIONS_FILE_VERSION = 1
 ALL_TYPES = "*"
@@ -28,17 +31,13 @@ def _canonical(value: Any) -> Any:
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         items = [_canonical(v) for v in value]
-        return sorted(items, key=_dumps)
+        return sorted(items, key=canonical_dumps)
     return value
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_json(payload: Any) -> str:
     """Canonical JSON text of a payload: keys sorted, arrays sorted, no whitespace."""
-    return _dumps(_canonical(payload))
+    return canonical_dumps(_canonical(payload))
 
 
 def selection_hash(payload: Any) -> str:

@@ -6,29 +6,23 @@ read or change another tenant's rows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inventory_pipelines.core.bulk_upsert import (
-    SQLITE_TIMESTAMP_FORMAT,
-    upsert_postgresql,
-    upsert_sqlite,
-)
-from inventory_pipelines.core.content_hash import content_hash
+from inventory_pipelines.core.bulk_upsert import upsert_postgresql, upsert_sqlite
 from inventory_pipelines.core.errors import ErrorCode, InventoryError
-from inventory_pipelines.core.fast_json import canonical_dumps
-from inventory_pipelines.core.metadata import display_name_of, whitelist_metadata
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.redaction import redact_value
-from inventory_pipelines.core.schema import items, sync_runs
+from inventory_pipelines.core.schema import from_sqlite_timestamp, items, sync_runs
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.tenancy import tenant_transaction
-from inventory_pipelines.core.tenants import normalize_tenant_id, require_active_tenant
+from inventory_pipelines.core.tenant_ids import normalize_tenant_id
+from inventory_pipelines.core.tenants import require_active_tenant
 
 DEFAULT_LEASE = timedelta(minutes=10)
 COMPLETE = "complete"
@@ -51,50 +45,13 @@ def database_now(conn: Connection) -> datetime:
     # SQLite has no server: the one host that opens the file is the clock (millisecond
     # precision), parsed so it is stored in the same text format as every other timestamp.
     stamp = conn.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
-    return datetime.strptime(stamp, SQLITE_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return from_sqlite_timestamp(stamp)
 
 
 class RunAbandonedError(InventoryError):
     """This run's lock was taken over (its heartbeat went stale); it must stop writing."""
 
     code = ErrorCode.RUN_ABANDONED
-
-
-class ObservedItem(NamedTuple):
-    """One Graph object as inventory keeps it: id, name and whitelisted metadata as canonical
-    JSON (serialized once here; the store compares and loads that text as it is), and the
-    hash of the whole object, which tells a changed item from an unchanged one."""
-
-    external_id: str
-    display_name: str | None
-    meta_json: str
-    content_hash: bytes
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return dict(json.loads(self.meta_json))
-
-    @classmethod
-    def build(
-        cls,
-        external_id: str,
-        display_name: str | None,
-        meta: dict[str, Any],
-        content: Mapping[str, Any] | None = None,
-    ) -> ObservedItem:
-        """An item from its parts; without `content`, the object is its id, name and meta."""
-        if content is None:
-            content = {"id": external_id, "displayName": display_name, **meta}
-        return cls(external_id, display_name, canonical_dumps(meta), content_hash(content))
-
-    @classmethod
-    def from_graph(cls, item: Mapping[str, Any], name_field: str = "displayName") -> ObservedItem:
-        return cls(
-            str(item["id"]),
-            display_name_of(item, name_field),
-            canonical_dumps(whitelist_metadata(item), float_free=True),
-            content_hash(item),
-        )
 
 
 @dataclass(frozen=True)

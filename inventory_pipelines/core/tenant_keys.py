@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 
 from inventory_pipelines.core.errors import ValidationError
+from inventory_pipelines.core.tenant_ids import looks_like_guid
 
 KEY_MAX_LENGTH = 63
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_GUID_LIKE = re.compile(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
-)
 _SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 
 # Common Latin accents folded to ASCII so "Café Müller" reads as cafe-muller. The same table
@@ -49,10 +47,6 @@ def with_suffix(base: str, number: int) -> str:
     """`base-N`, shortening `base` so the result still fits."""
     suffix = f"-{number}"
     return base[: KEY_MAX_LENGTH - len(suffix)].rstrip("-") + suffix
-
-
-def looks_like_guid(value: str) -> bool:
-    return bool(_GUID_LIKE.match(value))
 
 
 def validate_tenant_key(key: str) -> str:

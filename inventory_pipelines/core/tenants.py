@@ -3,7 +3,6 @@ a readable, immutable key that names its Dagster partition."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,28 +11,16 @@ from sqlalchemy.exc import IntegrityError
 
 from inventory_pipelines.core.errors import ValidationError
 from inventory_pipelines.core.schema import tenants
+from inventory_pipelines.core.tenant_ids import looks_like_guid, normalize_tenant_id
 from inventory_pipelines.core.tenant_keys import (
     KEY_MAX_LENGTH,
     fallback_key,
-    looks_like_guid,
     slugify,
     validate_tenant_key,
     with_suffix,
 )
 
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ADD_ATTEMPTS = 3  # a concurrent registration can take the derived key first; derive again
-
-
-def normalize_tenant_id(value: str) -> str:
-    """Validate an Entra tenant id (a GUID) and return it lower-case."""
-    candidate = (value or "").strip().lower()
-    if not _GUID.match(candidate):
-        raise ValidationError(
-            f"tenant id {value!r} is not a GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47 "
-            "(the Entra directory id, not a domain name)"
-        )
-    return candidate
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random as _random
-import re
 import threading
 import time
 from collections import deque
@@ -23,27 +22,18 @@ from urllib.parse import quote
 import httpx
 import msal
 
-from inventory_pipelines.core.errors import ErrorCode, GraphError, InventoryError, ValidationError
+from inventory_pipelines.core.errors import ErrorCode, GraphError, InventoryError
 from inventory_pipelines.core.redaction import project_logger, redact
+from inventory_pipelines.core.tenant_ids import looks_like_guid, normalize_tenant_id
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import GRAPH_SCOPE, GraphSettings
 from inventory_pipelines.graph.token_http import TokenHttp, aadsts_code
 
 LOGGER_NAME = "inventory_pipelines.graph"
 DEFAULT_EXPIRES_IN = 3599.0
-_TENANT_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,253}[A-Za-z0-9])?$")
 _KEPT_SECRETS_PER_TENANT = 3
 _ASSERTIONS = " client assertions"
 """Where recent client assertions are kept among the tenants' tokens (no tenant id has a space)."""
-
-
-def check_tenant_id(tenant_id: str) -> str:
-    """Tenant ids go into URL paths; allow only GUIDs and domain names (no '/', '..', '?')."""
-    if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id) or ".." in tenant_id:
-        raise ValidationError(
-            f"invalid tenant id {tenant_id!r}: expected an Entra tenant GUID or domain name"
-        )
-    return tenant_id
 
 
 def is_token_url(settings: GraphSettings, url: httpx.URL) -> bool:
@@ -56,7 +46,7 @@ def is_token_url(settings: GraphSettings, url: httpx.URL) -> bool:
     if not path.startswith(prefix) or not path.endswith("/oauth2/v2.0/token"):
         return False
     tenant = path[len(prefix) : -len("/oauth2/v2.0/token")]
-    return bool(_TENANT_ID.match(tenant))
+    return looks_like_guid(tenant)
 
 
 @dataclass
@@ -123,7 +113,7 @@ class TokenProvider:
 
     def token(self, tenant_id: str) -> str:
         """A cached token, or a fresh one fetched by exactly one thread per tenant."""
-        check_tenant_id(tenant_id)
+        tenant_id = normalize_tenant_id(tenant_id)
         with self._lock:
             cached = self._cache.get(tenant_id)
             if cached is not None and self._clock() < cached.refresh_at:

@@ -10,7 +10,7 @@ import threading
 from urllib.parse import urlsplit
 
 from inventory_pipelines.core import fast_json
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 
 MAX_BATCH_REQUESTS = 20
 """Graph's limit of requests per `$batch` envelope."""

@@ -25,22 +25,27 @@ import httpx
 import orjson
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.graph.batch import MAX_BATCH_REQUESTS, relative_url
 from inventory_pipelines.graph.batch_stream import (
     BrokenBatchResponse,
     NotABatchResponse,
     iter_answers,
 )
-from inventory_pipelines.graph.client import Failure, GraphClient
+from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.fetch import Page, PolicyTypeFetch
-from inventory_pipelines.graph.policy_types import PolicyType
 from inventory_pipelines.graph.responses import (
     CollectionPage,
     collection_page_from,
     parse_collection_page,
     parse_error_body,
 )
-from inventory_pipelines.graph.retry import RETRYABLE_STATUSES, RetryBudget
+from inventory_pipelines.graph.retry import (
+    RETRYABLE_STATUSES,
+    Failure,
+    RetryBudget,
+    transport_failure,
+)
 
 PageSink = Callable[[PolicyTypeFetch, Page], None]
 """Takes one page of a type; a GraphError raised here fails that type only."""
@@ -88,7 +93,6 @@ class BatchStats:
 
     rounds: int = 0
     envelopes: int = 0
-    fell_back: bool = False
 
 
 class BatchFetcher:
@@ -124,7 +128,6 @@ class BatchFetcher:
             while open_chains := [c for c in chains if not c.fetch.done]:
                 self._checkpoint()
                 if not self.client.batching_available():
-                    self.stats.fell_back = True
                     self._continue_by_get(open_chains, pool)
                     return
                 now = time.monotonic()
@@ -213,11 +216,8 @@ class BatchFetcher:
         try:
             with self.client.post_batch(envelope.version, requests, token) as response:
                 self._read(envelope, response)
-        except httpx.TimeoutException as exc:
-            self._deliver_rest(envelope, Failure(ErrorCode.TIMEOUT, type(exc).__name__))
         except httpx.TransportError as exc:
-            failure = Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
-            self._deliver_rest(envelope, failure)
+            self._deliver_rest(envelope, transport_failure(exc))
 
     def _read(self, envelope: _Envelope, response: httpx.Response) -> None:
         status = response.status_code
@@ -341,15 +341,12 @@ class BatchFetcher:
             chain.refreshed = dropped or chain.tried_newer
             chain.tried_newer = chain.tried_newer or not dropped
             return
-        if failure.final:
-            if client.narrow_page_size(fetch, chain.url or "", failure):
-                chain.url = fetch.first_url
-                chain.budget = self._budget()
-                return
-            self._fail(chain, client.error_for(fetch, failure, chain.budget))
+        if failure.final and client.narrow_page_size(fetch, chain.url or "", failure):
+            chain.url = fetch.first_url
+            chain.budget.restart()
             return
         try:
-            wait = client.plan_wait(fetch, chain.budget, failure, page=chain.page, attempt=attempt)
+            wait = client.plan_wait(fetch, chain.budget, failure, page=chain.page)
         except GraphError as exc:
             self._fail(chain, exc)
             return

@@ -13,7 +13,6 @@ import random as _random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from importlib import metadata
 from types import TracebackType
 from typing import Any
@@ -26,8 +25,10 @@ from inventory_pipelines.core.errors import (
     GraphError,
     InventoryError,
 )
+from inventory_pipelines.core.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.core.redaction import project_logger
-from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, check_tenant_id, is_token_url
+from inventory_pipelines.core.tenant_ids import normalize_tenant_id
+from inventory_pipelines.graph.auth import LOGGER_NAME, TokenProvider, is_token_url
 from inventory_pipelines.graph.batch import (
     PROCESS_BATCH_REFUSALS,
     BatchRefusals,
@@ -37,20 +38,19 @@ from inventory_pipelines.graph.batch import (
 from inventory_pipelines.graph.fetch import PolicyTypeFetch, RetryWait
 from inventory_pipelines.graph.pacing import RequestPacer
 from inventory_pipelines.graph.page_size import PROCESS_PAGE_SIZES, PageSizeMemory, is_top_refusal
-from inventory_pipelines.graph.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.graph.responses import (
     CollectionPage,
-    GraphErrorDetail,
     InvalidBodyError,
     parse_collection_page,
     parse_error_body,
 )
 from inventory_pipelines.graph.retry import (
-    RETRY_AFTER_STATUSES,
+    Failure,
     RetryBudget,
     RetryPolicy,
-    judge_status,
-    judge_transport_error,
+    call_with_retries,
+    status_failure,
+    transport_failure,
 )
 from inventory_pipelines.graph.settings import GraphSettings
 
@@ -75,18 +75,6 @@ class ReadOnlyViolationError(InventoryError):
     """Code tried to send something other than GET to Graph; a bug, never retried."""
 
     code = ErrorCode.INTERNAL
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why one attempt failed: enough to wait and retry, or to raise (`final`)."""
-
-    code: ErrorCode
-    reason: str
-    status: int | None = None
-    retry_after: float | None = None
-    detail: GraphErrorDetail = field(default_factory=GraphErrorDetail)
-    final: bool = False
 
 
 class GraphClient:
@@ -160,7 +148,7 @@ class GraphClient:
 
     def fetch(self, tenant_id: str, policy_type: PolicyType | str) -> PolicyTypeFetch:
         """Pages of one policy type; nothing is requested until the result is iterated."""
-        check_tenant_id(tenant_id)
+        tenant_id = normalize_tenant_id(tenant_id)
         ptype = get_policy_type(policy_type) if isinstance(policy_type, str) else policy_type
         top = self.page_sizes.top_for(ptype)
         return PolicyTypeFetch(
@@ -221,7 +209,7 @@ class GraphClient:
     def pace(self, fetch: PolicyTypeFetch) -> None:
         """Wait for the tenant's identity slot when the type is identity-paced."""
         if fetch.policy_type.throttle_class == "identity":
-            fetch.stats.pacing_wait_seconds += self._identity_pacer.wait(fetch.tenant_id)
+            self._identity_pacer.wait(fetch.tenant_id)
 
     def claim_pacing_slot(self, fetch: PolicyTypeFetch) -> float:
         """0 when the request may go now (the tenant's identity slot is taken for it, or the
@@ -285,29 +273,41 @@ class GraphClient:
     def _get_page(self, url: str, fetch: PolicyTypeFetch, page: int) -> CollectionPage:
         """GET one page with every retry rule applied; raise GraphError when it is hopeless."""
         budget = RetryBudget(self.retry, self._random)
+        token = ""
         refreshed = tried_newer = False
-        while True:
-            attempt = budget.start_attempt()
+
+        def attempt(_: int) -> CollectionPage | Failure:
+            nonlocal token
             token = self.tokens.token(fetch.tenant_id)
             self.pace(fetch)
             fetch.stats.requests += 1
-            outcome = self._attempt(url, token, budget)
-            if isinstance(outcome, CollectionPage):
-                return outcome
-            if outcome.status == 401 and not refreshed:
+            return self._attempt(url, token, budget)
+
+        def recover(failure: Failure, number: int) -> bool:
+            nonlocal url, refreshed, tried_newer
+            if failure.status == 401 and not refreshed:
                 # A token another thread fetched meanwhile is tried once without spending the
                 # refresh: the revocation behind this 401 may have invalidated it as well.
-                dropped = self.refresh_token(fetch, token, page=page, attempt=attempt)
+                dropped = self.refresh_token(fetch, token, page=page, attempt=number)
                 refreshed = dropped or tried_newer
                 tried_newer = tried_newer or not dropped
-                continue
-            if outcome.final:
-                if self.narrow_page_size(fetch, url, outcome):
-                    url = fetch.first_url
-                    budget = RetryBudget(self.retry, self._random)
-                    continue
-                raise self.error_for(fetch, outcome, budget)
-            self._wait_or_raise(fetch, budget, outcome, page=page, attempt=attempt)
+                return True
+            if failure.final and self.narrow_page_size(fetch, url, failure):
+                url = fetch.first_url
+                budget.restart()
+                return True
+            return False
+
+        return call_with_retries(
+            budget,
+            attempt,
+            recover=recover,
+            give_up=lambda failure: self.error_for(fetch, failure, budget),
+            on_wait=lambda failure, seconds, number: self.report_wait(
+                fetch, failure, seconds, page=page, attempt=number
+            ),
+            sleep=self._sleep,
+        )
 
     def narrow_page_size(self, fetch: PolicyTypeFetch, url: str, failure: Failure) -> bool:
         """A first page refused for its `$top`: learn a smaller size and ask again (True).
@@ -338,7 +338,7 @@ class GraphClient:
         try:
             response = self._request("GET", url, headers={"Authorization": f"Bearer {token}"})
         except httpx.TransportError as exc:
-            return Failure(*judge_transport_error(exc))
+            return transport_failure(exc)
         return self.classify(
             response.status_code,
             response.headers,
@@ -369,16 +369,7 @@ class GraphClient:
                     detail=parse_error_body(b"", headers),
                     final=not budget.invalid_body_allowed(),
                 )
-        detail = parse_error_body(error_body, headers)
-        verdict = judge_status(status, headers)
-        if not verdict.retryable:
-            return Failure(verdict.code, f"HTTP {status}", status=status, detail=detail, final=True)
-        retry_after = verdict.retry_after
-        if retry_after is None and status in RETRY_AFTER_STATUSES:
-            retry_after = detail.retry_after
-        return Failure(
-            verdict.code, f"HTTP {status}", status=status, retry_after=retry_after, detail=detail
-        )
+        return status_failure(status, headers, parse_error_body(error_body, headers))
 
     def refresh_token(
         self, fetch: PolicyTypeFetch, rejected: str, *, page: int, attempt: int
@@ -404,39 +395,24 @@ class GraphClient:
         )
         return dropped
 
-    def _wait_or_raise(
-        self,
-        fetch: PolicyTypeFetch,
-        budget: RetryBudget,
-        failure: Failure,
-        *,
-        page: int,
-        attempt: int,
-    ) -> None:
-        wait = self.plan_wait(fetch, budget, failure, page=page, attempt=attempt)
-        self._sleep(wait)
-
     def plan_wait(
-        self,
-        fetch: PolicyTypeFetch,
-        budget: RetryBudget,
-        failure: Failure,
-        *,
-        page: int,
-        attempt: int,
+        self, fetch: PolicyTypeFetch, budget: RetryBudget, failure: Failure, *, page: int
     ) -> float:
-        """Seconds to wait before retrying, logged and recorded as starting now; raises the
-        GraphError when the budget is spent. The caller waits (a GET sleeps, a batched
-        request is re-sent in a later round)."""
-        wait = budget.next_wait(failure.retry_after)
-        if wait is None:
-            if failure.retry_after is not None and budget.attempts < budget.policy.max_attempts:
-                failure = replace(
-                    failure,
-                    reason=f"{failure.reason}; Retry-After {failure.retry_after:g}s exceeds the "
-                    f"remaining wait budget of {budget.policy.max_total_wait - budget.waited:.1f}s",
-                )
-            raise self.error_for(fetch, failure, budget)
+        """For a batched request: the budget's decision (`RetryBudget.wait_for`), logged and
+        recorded as starting now; raises the GraphError when it gives up. The request waits by
+        being re-sent in a later round."""
+        return budget.wait_for(
+            failure,
+            give_up=lambda given_up: self.error_for(fetch, given_up, budget),
+            on_wait=lambda failed, seconds, attempt: self.report_wait(
+                fetch, failed, seconds, page=page, attempt=attempt
+            ),
+        )
+
+    def report_wait(
+        self, fetch: PolicyTypeFetch, failure: Failure, wait: float, *, page: int, attempt: int
+    ) -> None:
+        """Log a wait before a retry and keep it in the fetch's statistics."""
         reason = failure.reason
         if failure.detail.graph_code:
             reason += f" {failure.detail.graph_code}"
@@ -452,7 +428,6 @@ class GraphClient:
             reason=reason,
             status=failure.status,
         )
-        budget.retried_failures.append(failure.reason)
         fetch.stats.record_wait(
             RetryWait(
                 page,
@@ -464,8 +439,6 @@ class GraphClient:
                 began=time.monotonic(),
             )
         )
-        budget.record_wait(wait)
-        return wait
 
     def _redact(self, text: str) -> str:
         return self.tokens.redact(text)

@@ -8,7 +8,6 @@ certificate fails at start, not at the first token request.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -47,13 +46,12 @@ class ClientCertificate:
     """A certificate registered on the app, with its private key, from one PEM file.
 
     msal signs each client assertion with the key and names the certificate by its SHA-256
-    thumbprint (`x5t#S256`), which is derived here instead of being configured.
+    thumbprint (`x5t#S256`), which it derives from the certificate: nothing to configure.
     """
 
     path: str
     private_key_pem: str = field(repr=False)
     certificate_pem: str
-    thumbprint_sha256: str
     kind = "certificate"
 
     @classmethod
@@ -85,7 +83,6 @@ class ClientCertificate:
                 f"{ENV_CLIENT_CERTIFICATE_PATH} ({path}): the private key does not belong to the "
                 f"certificate; put the matching pair in the file"
             )
-        der = certificate.public_bytes(serialization.Encoding.DER)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -95,7 +92,6 @@ class ClientCertificate:
             path=path,
             private_key_pem=key_pem,
             certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            thumbprint_sha256=hashlib.sha256(der).hexdigest().upper(),
         )
 
     def for_msal(self) -> str | dict[str, Any]:

@@ -8,13 +8,12 @@ pages are pulled one GET at a time or pushed in from JSON batches.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.graph.responses import CollectionPage
 
 
@@ -66,8 +65,6 @@ class FetchStats:
     token_refreshes: int = 0
     throttle_wait_seconds: float = 0.0
     total_wait_seconds: float = 0.0
-    pacing_wait_seconds: float = 0.0
-    elapsed: float = 0.0
     waits: list[RetryWait] = field(default_factory=list)
 
     def record_wait(self, wait: RetryWait) -> None:
@@ -151,7 +148,6 @@ class PolicyTypeFetch:
         self.error: GraphError | None = None
         self._get_page = get_page
         self._started = False
-        self._began = time.monotonic()
         self._next_url = first_url
         self._seen_links: set[str] = set()
         self._seen_ids: dict[int | str, None] = {}
@@ -195,7 +191,6 @@ class PolicyTypeFetch:
         if self._started:
             raise RuntimeError("a PolicyTypeFetch can be started only once; call fetch() again")
         self._started = True
-        self._began = time.monotonic()
         self._next_url = self.first_url
 
     @property
@@ -215,7 +210,6 @@ class PolicyTypeFetch:
         url = self.first_url if self.stats.pages == 0 else self._next_url  # after any narrowing
         self._seen_links.add(url)
         page = self._page_from(body.value, self._seen_ids)
-        self.stats.elapsed = time.monotonic() - self._began
         if body.next_link is None:
             self.completed = True
             self._forget_seen()
@@ -237,7 +231,6 @@ class PolicyTypeFetch:
     def record_error(self, error: GraphError) -> GraphError:
         self.error = error
         self._forget_seen()
-        self.stats.elapsed = time.monotonic() - self._began
         return error
 
     def _forget_seen(self) -> None:
@@ -255,8 +248,6 @@ class PolicyTypeFetch:
         except GraphError as exc:
             self.record_error(exc)
             raise
-        finally:
-            self.stats.elapsed = time.monotonic() - self._began
 
     def _page_from(self, value: list[Any], seen_ids: dict[int | str, None]) -> Page:
         items: list[dict[str, Any]] = []

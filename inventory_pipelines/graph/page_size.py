@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 
 MIN_PAGE_SIZE = 10
 """Below this, a refused `$top` is dropped altogether: the endpoint pages at its own size."""

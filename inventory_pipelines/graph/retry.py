@@ -1,8 +1,13 @@
-"""How long to wait before retrying a Graph request, and when to stop.
+"""Retrying a request to Graph or to the token authority: one classification, one decision,
+one loop.
 
-Pure functions plus one small per-request budget, so the rules are unit-testable without
-HTTP: `Retry-After` wins when Graph sends it, otherwise exponential backoff with full jitter;
-attempts and total waiting are both bounded.
+An attempt that fails becomes a `Failure` (`status_failure`, `transport_failure`); the
+request's `RetryBudget` alone decides whether to wait and how long (`wait_for`): `Retry-After`
+wins when the server sends it, otherwise exponential backoff with full jitter; attempts and
+total waiting are both bounded. `call_with_retries` is the loop around it that the Graph
+client's GETs and the token client's requests both run; batched requests, which wait by being
+re-sent in a later round instead of sleeping, take the same decision from `wait_for`. The
+rules are pure functions, unit-testable without HTTP.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ import random as _random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 import httpx
 
 from inventory_pipelines.core.errors import ErrorCode, error_code_for_status
+from inventory_pipelines.graph.responses import GraphErrorDetail
+
+T = TypeVar("T")
 
 RETRY_AFTER_STATUSES = frozenset({429, 503, 504})
 """Statuses whose `Retry-After` header is honoured."""
@@ -77,28 +86,40 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 @dataclass(frozen=True)
-class StatusVerdict:
-    """What an HTTP status means for retrying: its error code, whether it is transient, and
-    the server's `Retry-After` when the status is one that honours it."""
+class Failure:
+    """Why one attempt failed: enough to wait and retry, or to give up (`final`)."""
 
     code: ErrorCode
-    retryable: bool
+    reason: str
+    status: int | None = None
     retry_after: float | None = None
+    detail: GraphErrorDetail = field(default_factory=GraphErrorDetail)
+    final: bool = False
 
 
-def judge_status(status: int, headers: Mapping[str, str]) -> StatusVerdict:
-    """The same rules for Graph's answers and the token endpoint's (`headers` case-insensitive)."""
+def status_failure(
+    status: int, headers: Mapping[str, str], detail: GraphErrorDetail | None = None
+) -> Failure:
+    """An answer that is not a success, by the same rules for Graph and the token endpoint:
+    its error code, whether it is transient, and the wait the server asked for (`Retry-After`,
+    else the hint in Graph's error body). `headers` must be case-insensitive."""
+    detail = detail or GraphErrorDetail()
     retry_after = None
     if status in RETRY_AFTER_STATUSES:
         retry_after = parse_retry_after(headers.get("Retry-After"))
-    return StatusVerdict(error_code_for_status(status), status in RETRYABLE_STATUSES, retry_after)
+        if retry_after is None:
+            retry_after = detail.retry_after
+    code = error_code_for_status(status)
+    if status not in RETRYABLE_STATUSES:
+        return Failure(code, f"HTTP {status}", status=status, detail=detail, final=True)
+    return Failure(code, f"HTTP {status}", status=status, retry_after=retry_after, detail=detail)
 
 
-def judge_transport_error(exc: httpx.TransportError) -> tuple[ErrorCode, str]:
+def transport_failure(exc: httpx.TransportError) -> Failure:
     """A request that got no answer: always retried; timeouts and other failures told apart."""
     if isinstance(exc, httpx.TimeoutException):
-        return ErrorCode.TIMEOUT, type(exc).__name__
-    return ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}"
+        return Failure(ErrorCode.TIMEOUT, type(exc).__name__)
+    return Failure(ErrorCode.NETWORK_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 def full_jitter_delay(
@@ -152,6 +173,13 @@ class RetryBudget:
         self.attempts += 1
         return self.attempts
 
+    def restart(self) -> None:
+        """A new request in place of this one (e.g. a smaller page): a fresh budget."""
+        self.attempts = 0
+        self.waited = 0.0
+        self.invalid_bodies = 0
+        self.retried_failures = []
+
     def next_wait(self, retry_after: float | None = None) -> float | None:
         return compute_wait(
             self.policy,
@@ -161,8 +189,36 @@ class RetryBudget:
             random=self._random,
         )
 
-    def record_wait(self, seconds: float) -> None:
+    def wait_for(
+        self,
+        failure: Failure,
+        *,
+        give_up: Callable[[Failure], Exception],
+        on_wait: Callable[[Failure, float, int], None],
+    ) -> float:
+        """The retry decision: seconds to wait before the next attempt, reported to
+        `on_wait(failure, seconds, attempt)` and counted as waited from now; or
+        `give_up(failure)` is raised, for a final failure or a spent budget (the failure then
+        says when a `Retry-After` did not fit)."""
+        seconds = None if failure.final else self.next_wait(failure.retry_after)
+        if seconds is None:
+            raise give_up(self._gave_up(failure))
+        on_wait(failure, seconds, self.attempts)
+        self.retried_failures.append(failure.reason)
         self.waited += seconds
+        return seconds
+
+    def _gave_up(self, failure: Failure) -> Failure:
+        if failure.final or failure.retry_after is None:
+            return failure
+        if self.attempts >= self.policy.max_attempts:
+            return failure
+        remaining = self.policy.max_total_wait - self.waited
+        return replace(
+            failure,
+            reason=f"{failure.reason}; Retry-After {failure.retry_after:g}s exceeds the "
+            f"remaining wait budget of {remaining:.1f}s",
+        )
 
     def history(self) -> str:
         """How the attempts went, for an error message: a final 403 after two 429s must not
@@ -180,3 +236,34 @@ class RetryBudget:
         """Count one invalid body; True while another retry for it is allowed."""
         self.invalid_bodies += 1
         return self.invalid_bodies <= self.policy.max_invalid_body_retries
+
+
+def _no_recovery(failure: Failure, attempt: int) -> bool:
+    return False
+
+
+def call_with_retries(
+    budget: RetryBudget,
+    attempt: Callable[[int], T | Failure],
+    *,
+    give_up: Callable[[Failure], Exception],
+    on_wait: Callable[[Failure, float, int], None],
+    sleep: Callable[[float], None],
+    recover: Callable[[Failure, int], bool] = _no_recovery,
+) -> T:
+    """Send one request until it succeeds or the budget says stop: the retry loop of every
+    request to Graph and to the token authority.
+
+    `attempt(n)` sends once and returns its result or the classified `Failure`. `recover` may
+    deal with a failure on the spot (a refreshed token, a smaller page) and ask for the next
+    attempt at once; otherwise `RetryBudget.wait_for` decides: sleep and try again (each wait
+    reported to `on_wait` first), or raise `give_up(failure)`.
+    """
+    while True:
+        number = budget.start_attempt()
+        outcome = attempt(number)
+        if not isinstance(outcome, Failure):
+            return outcome
+        if recover(outcome, number):
+            continue
+        sleep(budget.wait_for(outcome, give_up=give_up, on_wait=on_wait))

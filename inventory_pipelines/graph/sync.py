@@ -21,12 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inventory_pipelines.core.changes import ADDED, CHANGED, RETURNED, event_counts
 from inventory_pipelines.core.errors import ErrorCode, GraphError, InventoryError
+from inventory_pipelines.core.observed import ObservedItem
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.core.redaction import project_logger
 from inventory_pipelines.core.selection import Selection
 from inventory_pipelines.core.store import (
     COMPLETE,
     InventoryStore,
-    ObservedItem,
     RunAbandonedError,
     RunResult,
     RunSkipped,
@@ -35,7 +36,6 @@ from inventory_pipelines.core.store import (
 from inventory_pipelines.graph.batching import BatchFetcher, BatchStats
 from inventory_pipelines.graph.client import GraphClient
 from inventory_pipelines.graph.fetch import FetchStats, Page, PolicyTypeFetch, wall_seconds
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.writer import BatchWriter
 
 logger = project_logger("inventory_pipelines.sync")
@@ -77,7 +77,6 @@ class TypeSummary:
     requests: int = 0
     retries: int = 0
     throttle_wait_seconds: float = 0.0
-    wait_seconds: float = 0.0
     throttle_intervals: list[tuple[float, float]] = field(default_factory=list)
     error: dict[str, Any] | None = None
 
@@ -416,7 +415,7 @@ class _TypeSink:
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
         self._buffered.change(-len(batch))
-        self.writer.submit(self.summary, batch)
+        self.writer.submit(self.summary.policy_type, self.summary.counts, batch)
 
 
 def _copy_stats(summary: TypeSummary, stats: FetchStats) -> None:
@@ -425,7 +424,6 @@ def _copy_stats(summary: TypeSummary, stats: FetchStats) -> None:
     summary.retries = stats.retries
     summary.throttle_wait_seconds = stats.throttle_wait_seconds
     summary.throttle_intervals = [w.interval for w in stats.waits if w.throttled]
-    summary.wait_seconds = stats.total_wait_seconds
 
 
 def _run_result(summaries: dict[str, TypeSummary]) -> RunResult:

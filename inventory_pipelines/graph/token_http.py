@@ -1,7 +1,8 @@
 """msal's HTTP client: its discovery GETs and token POSTs go over the project's httpx client.
 
-So the read-only guard, the timeouts and the retry rules of `graph/retry.py` apply to the
-authority exactly as to Graph, and msal reaches no host but the configured authority.
+So the read-only guard, the timeouts and the retries apply to the authority exactly as to
+Graph (the same loop, `retry.call_with_retries`, and the same budget decides), and msal
+reaches no host but the configured authority.
 msal accepts only https authorities; for the simulator's plain-http loopback authority this
 adapter translates that one origin both ways. Every failure that survives the retries is
 raised here as a classified GraphError, so msal never caches or reinterprets one.
@@ -20,10 +21,12 @@ import httpx
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError
 from inventory_pipelines.graph.retry import (
+    Failure,
     RetryBudget,
     RetryPolicy,
-    judge_status,
-    judge_transport_error,
+    call_with_retries,
+    status_failure,
+    transport_failure,
 )
 from inventory_pipelines.graph.settings import GraphSettings
 
@@ -150,9 +153,10 @@ class TokenHttp:
         what = "token request" if method == "POST" else "authority discovery"
         tenant = self._tenant_of(wire_url)
         budget = RetryBudget(self._retry, self._random)
-        while True:
-            attempt = budget.start_attempt()
-            retry_after: float | None = None
+        refused: httpx.Response | None = None
+
+        def attempt(_: int) -> MsalResponse | Failure:
+            nonlocal refused
             try:
                 response = self._http.request(
                     method,
@@ -163,40 +167,43 @@ class TokenHttp:
                     headers={"Accept": "application/json", **dict(headers or {})},
                 )
             except httpx.TransportError as exc:
-                code, reason = judge_transport_error(exc)
-            else:
-                if 200 <= response.status_code < 300:
-                    text = response.text
-                    if self._wire_origin != self._msal_origin and method == "GET":
-                        text = text.replace(self._wire_origin + "/", self._msal_origin + "/")
-                    return MsalResponse(response.status_code, text, response.headers)
-                verdict = judge_status(response.status_code, response.headers)
-                if not verdict.retryable:
-                    raise self._rejection(what, tenant, response)
-                code, reason = verdict.code, f"HTTP {response.status_code}"
-                retry_after = verdict.retry_after
-            wait = budget.next_wait(retry_after)
-            if wait is None:
-                raise GraphError(
-                    self._redact(
-                        f"{what} for tenant {tenant} failed after {attempt} attempt(s): {reason}"
-                    ),
-                    code=code,
-                )
+                return transport_failure(exc)
+            if 200 <= response.status_code < 300:
+                text = response.text
+                if self._wire_origin != self._msal_origin and method == "GET":
+                    text = text.replace(self._wire_origin + "/", self._msal_origin + "/")
+                return MsalResponse(response.status_code, text, response.headers)
+            failure = status_failure(response.status_code, response.headers)
+            if failure.final:
+                refused = response
+            return failure
+
+        def give_up(failure: Failure) -> GraphError:
+            if failure.final and refused is not None:
+                return self._rejection(what, tenant, refused)
+            message = (
+                f"{what} for tenant {tenant} failed after {budget.attempts} attempt(s): "
+                f"{failure.reason}"
+            )
+            return GraphError(self._redact(message), code=failure.code)
+
+        def log_wait(failure: Failure, wait: float, number: int) -> None:
             self._logger.info(
                 self._redact(
                     f"retrying {what} for tenant {tenant} in {wait:.3f}s "
-                    f"(attempt {attempt} failed: {reason})"
+                    f"(attempt {number} failed: {failure.reason})"
                 ),
                 extra={
                     "graph_tenant": tenant,
-                    "graph_attempt": attempt,
+                    "graph_attempt": number,
                     "graph_wait_seconds": wait,
-                    "graph_reason": self._redact(reason),
+                    "graph_reason": self._redact(failure.reason),
                 },
             )
-            self._sleep(wait)
-            budget.record_wait(wait)
+
+        return call_with_retries(
+            budget, attempt, give_up=give_up, on_wait=log_wait, sleep=self._sleep
+        )
 
     def _tenant_of(self, wire_url: str) -> str:
         path = httpx.URL(wire_url).path[len(self._authority_path) :]

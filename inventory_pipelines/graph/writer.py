@@ -12,19 +12,18 @@ import queue
 import threading
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from inventory_pipelines.core.store import InventoryStore, ObservedItem
-
-if TYPE_CHECKING:
-    from inventory_pipelines.graph.sync import TypeSummary
+from inventory_pipelines.core.observed import ObservedItem
+from inventory_pipelines.core.store import InventoryStore, UpsertCounts
 
 _STOP = None
+_Job = tuple[str, UpsertCounts, list[ObservedItem]]
 _POLL_SECONDS = 0.5
 
 
 class BatchWriter:
-    """Upserts `(type summary, batch)` jobs for one sync run; counts land on the summary."""
+    """Upserts `(policy type, batch)` jobs for one sync run; each job's counts are added to
+    the `UpsertCounts` it was submitted with (the type's own, so types never share one)."""
 
     def __init__(
         self,
@@ -41,7 +40,7 @@ class BatchWriter:
         self.run_id = run_id
         self.seen_at = seen_at
         self.error: BaseException | None = None
-        self._jobs: queue.Queue[tuple[TypeSummary, list[ObservedItem]] | None] = queue.Queue()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._max_pending_items = max_pending_items
         self._pending_items = 0
         self._room = threading.Condition()
@@ -69,7 +68,7 @@ class BatchWriter:
         if exc is None and self.error is not None:
             raise self.error
 
-    def submit(self, summary: TypeSummary, batch: list[ObservedItem]) -> None:
+    def submit(self, policy_type: str, counts: UpsertCounts, batch: list[ObservedItem]) -> None:
         """Queue a batch; blocks while the queue holds `max_pending_items` (a batch larger
         than that waits for an empty queue); raises the writers' failure."""
         if not batch:
@@ -84,25 +83,21 @@ class BatchWriter:
             if self.error is not None:
                 raise self.error
             self._pending_items += len(batch)
-        self._jobs.put((summary, batch))
+        self._jobs.put((policy_type, counts, batch))
 
     def _write_jobs(self) -> None:
         while True:
             job = self._jobs.get()
             if job is _STOP:
                 return
-            summary, batch = job
+            policy_type, counts, batch = job
             try:
                 if self.error is None:  # else drain: the run is failing anyway
-                    counts = self.store.upsert_items(
-                        self.tenant_id,
-                        self.run_id,
-                        summary.policy_type,
-                        batch,
-                        seen_at=self.seen_at,
+                    done = self.store.upsert_items(
+                        self.tenant_id, self.run_id, policy_type, batch, seen_at=self.seen_at
                     )
                     with self._counts_lock:
-                        summary.counts.add(counts)
+                        counts.add(done)
             except BaseException as exc:
                 self.error = exc
             finally:

@@ -7,7 +7,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from inventory_pipelines.simulator.control_api import PREFIX, control_routes
-from inventory_pipelines.simulator.graph_endpoint import GraphEndpoint, install_reset_log_filter
+from inventory_pipelines.simulator.graph_endpoint import GraphEndpoint
+from inventory_pipelines.simulator.resets import install_reset_log_filter
 from inventory_pipelines.simulator.state import SimulatorOptions, SimulatorState
 from inventory_pipelines.simulator.token_endpoint import TokenEndpoint
 

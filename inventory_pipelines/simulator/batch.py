@@ -11,18 +11,31 @@ import asyncio
 import base64
 import json
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.simulator.graph_errors import GRAPH_CONTENT_TYPE, graph_error_body
 from inventory_pipelines.simulator.identifiers import UNKNOWN_TENANT, new_request_id
+from inventory_pipelines.simulator.resets import HalfBodyThenReset
+from inventory_pipelines.simulator.state import SimulatorState
+from inventory_pipelines.simulator.tokens import TokenCheck
 
-if TYPE_CHECKING:
-    from inventory_pipelines.simulator.graph_endpoint import GraphEndpoint
+
+class SubRequests(Protocol):
+    """What an envelope needs from the Graph endpoint it belongs to (`GraphEndpoint`):
+    its state and each sub-request answered as its own GET."""
+
+    state: SimulatorState
+
+    async def sub_request(self, scope: Scope, check: TokenCheck) -> tuple[Response, list[str]]: ...
+
+    def policy_type_at(self, path: str) -> PolicyType | None: ...
+
 
 MAX_BATCH_REQUESTS = 20
 
@@ -73,7 +86,7 @@ def _body_of(response: Response) -> Any:
 class BatchEndpoint:
     """Answers one envelope for the Graph endpoint it belongs to."""
 
-    def __init__(self, graph: GraphEndpoint) -> None:
+    def __init__(self, graph: SubRequests) -> None:
         self.graph = graph
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,9 +126,7 @@ class BatchEndpoint:
             status = 200
             response = Response(content, media_type="application/json")
             if reset:
-                from inventory_pipelines.simulator.graph_endpoint import _HalfBodyThenReset
-
-                response = _HalfBodyThenReset(content, media_type="application/json")
+                response = HalfBodyThenReset(content, media_type="application/json")
             await response(scope, receive, send)
         finally:
             state.counters.end(tenant_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.simulator.control_api import PREFIX
 
 

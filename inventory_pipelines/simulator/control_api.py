@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inventory_pipelines.graph.policy_types import (
+from inventory_pipelines.core.policy_types import (
     PolicyType,
     UnknownPolicyTypeError,
     get_policy_type,

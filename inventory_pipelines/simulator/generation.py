@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.simulator.identifiers import parse_utc_iso, utc_iso
 
 Item = dict[str, Any]

@@ -7,14 +7,13 @@ Written as a plain ASGI callable (not a Starlette function endpoint) so the requ
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, PolicyType
+from inventory_pipelines.core.policy_types import POLICY_TYPES, PolicyType
 from inventory_pipelines.simulator.batch import BatchEndpoint
 from inventory_pipelines.simulator.faults import GraphFaults, ResponseFault
 from inventory_pipelines.simulator.graph_errors import (
@@ -39,6 +38,7 @@ from inventory_pipelines.simulator.paging import (
     render_page,
     scope_of,
 )
+from inventory_pipelines.simulator.resets import HalfBodyThenReset
 from inventory_pipelines.simulator.state import SimulatorState
 from inventory_pipelines.simulator.store import Collection
 from inventory_pipelines.simulator.tokens import TokenCheck
@@ -47,40 +47,6 @@ _WWW_AUTHENTICATE = (
     'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
     'authorize", client_id="00000003-0000-0000-c000-000000000000"'
 )
-
-
-class SimulatedConnectionReset(Exception):
-    """Raised after half a body has been sent so the server drops the connection."""
-
-
-class _SilenceSimulatedResets(logging.Filter):
-    """Keep uvicorn from logging the intentional resets as application errors."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, SimulatedConnectionReset)
-
-
-def install_reset_log_filter() -> None:
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _SilenceSimulatedResets) for f in logger.filters):
-        logger.addFilter(_SilenceSimulatedResets())
-
-
-class _HalfBodyThenReset(Response):
-    """Headers announce the full length; half the body follows; then the connection drops."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status_code,
-                "headers": self.raw_headers,
-            }
-        )
-        half = bytes(self.body[: len(self.body) // 2])
-        await send({"type": "http.response.body", "body": half, "more_body": True})
-        raise SimulatedConnectionReset("simulated connection reset (fault reset_connection)")
 
 
 @dataclass
@@ -244,7 +210,7 @@ class GraphEndpoint:
         if fault.kind == "truncated_body":
             cut = body[: max(1, len(body) * 2 // 3)]
             return Response(cut, media_type=GRAPH_CONTENT_TYPE, headers=headers)
-        return _HalfBodyThenReset(body, media_type=GRAPH_CONTENT_TYPE, headers=headers)
+        return HalfBodyThenReset(body, media_type=GRAPH_CONTENT_TYPE, headers=headers)
 
     async def batch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /{version}/$batch`: JSON batching, each sub-request answered as its own GET."""

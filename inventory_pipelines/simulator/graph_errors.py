@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 from inventory_pipelines.simulator.identifiers import utc_iso
 
 GRAPH_CONTENT_TYPE = (

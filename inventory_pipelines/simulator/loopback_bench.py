@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from inventory_pipelines.graph.policy_types import get_policy_type
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.simulator.server import SimulatorServer
 from inventory_pipelines.simulator.tokens import (
     GRAPH_SCOPE,

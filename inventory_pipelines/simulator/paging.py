@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from inventory_pipelines.graph.policy_types import PolicyType
+from inventory_pipelines.core.policy_types import PolicyType
 
 CLAMPED_MAX_TOP = 999
 """Endpoints without a hard `$top` cap silently clamp larger values to this."""

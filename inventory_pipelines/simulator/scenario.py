@@ -52,12 +52,6 @@ def load_scenario(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
-def apply_scenario(state: SimulatorState, scenario: Mapping[str, Any]) -> None:
-    """Apply options, tenant data settings and faults; validates everything it touches."""
-    apply_options(state, scenario)
-    apply_tenants(state, scenario.get("tenants") or {})
-
-
 def apply_options(state: SimulatorState, scenario: Mapping[str, Any]) -> None:
     """Apply the scenario's `[options]` (and reject unknown sections)."""
     unknown = set(scenario) - {"options", "tenants"}

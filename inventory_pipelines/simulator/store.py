@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, PolicyType, get_policy_type
+from inventory_pipelines.core.policy_types import POLICY_TYPES, PolicyType, get_policy_type
 from inventory_pipelines.simulator.generation import (
     Item,
     ItemFactory,

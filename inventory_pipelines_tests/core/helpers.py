@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.selection import Selection, validate_payload
 from inventory_pipelines.core.store import (
     COMPLETE,
     InventoryStore,
-    ObservedItem,
     RunResult,
     RunStarted,
 )

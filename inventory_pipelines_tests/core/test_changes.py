@@ -16,9 +16,10 @@ from inventory_pipelines.core.changes import (
     read_changes,
 )
 from inventory_pipelines.core.missing import compute_missing
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.schema import changes
 from inventory_pipelines.core.schema import items as items_table
-from inventory_pipelines.core.store import InventoryStore, ObservedItem
+from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.core.tenancy import tenant_transaction
 from inventory_pipelines_tests.core.helpers import (
     TENANT_A,

@@ -8,6 +8,7 @@ import hashlib
 import json
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -117,3 +118,58 @@ def test_values_orjson_refuses_still_hash_deterministically() -> None:
     odd = {**POLICY, "big": 2**70, "broken": "\ud800 lone surrogate"}
     assert content_hash(odd) == content_hash(dict(reversed(list(odd.items()))))
     assert content_hash(odd) != content_hash({**odd, "big": 2**70 + 1})
+
+
+# -- the encoder is shared now; stored content hashes must not move ---------------------------
+
+
+def _orjson_digest(item: dict[str, Any]) -> bytes:
+    """How content hashes were computed before the project had one encoder: orjson with sorted
+    keys, the standard library for what orjson refuses. Every stored digest was made so."""
+    content = hashed_content(item)
+    try:
+        encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        encoded = json.dumps(
+            content, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(encoded).digest()
+
+
+PINNED_DIGESTS = [
+    (POLICY, "84f752e9db4265f19729f348bbf702f3d3840ea9f19e3f0c7c56c515d1455dc9"),
+    (
+        {"f": 1e16, "n": float("nan"), "big": 2**70, "s": "\ud800", "u": "é"},
+        "f5abfd58cccfade590801a348610264a57712fa89b6ea60bdd6e0d7fffadfe5a",
+    ),
+    (
+        {"f": 1e16, "g": 1e-7, "i": float("inf")},
+        "edb941e19d8e9fef71985228712e6f5b80ab0acca0f6f7d4dad0f60b43458b9f",
+    ),
+]
+"""Digests computed by the encoder before it was shared; floats in orjson's spelling."""
+
+
+@pytest.mark.parametrize(("item", "expected"), PINNED_DIGESTS)
+def test_stored_content_hashes_are_unchanged(item: dict[str, Any], expected: str) -> None:
+    assert content_hash(item).hex() == expected
+
+
+odd_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.text(st.characters(categories=["Cs", "Cc"]), max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), odd_json, max_size=6))
+def test_content_hash_is_what_it_was_for_any_value(item: dict[str, Any]) -> None:
+    assert content_hash(item) == _orjson_digest(item)

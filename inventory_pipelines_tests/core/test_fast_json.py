@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 
 from inventory_pipelines.core.fast_json import canonical_dumps, loads
 from inventory_pipelines.core.metadata import WHITELIST, whitelist_metadata
-from inventory_pipelines.core.store import ObservedItem
+from inventory_pipelines.core.observed import ObservedItem
 
 _BEFORE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 """What `ObservedItem` serialized with before orjson."""
@@ -38,7 +40,7 @@ graph_items = st.dictionaries(keys, json_values, max_size=12)
 @given(item=graph_items)
 def test_whitelisted_metadata_serializes_byte_identically(item: dict[str, Any]) -> None:
     meta = whitelist_metadata(item)
-    assert canonical_dumps(meta, float_free=True) == _BEFORE(meta)
+    assert canonical_dumps(meta, json_floats=False) == _BEFORE(meta)
     assert ObservedItem.from_graph({"id": "x", **item}).meta_json == _BEFORE(meta)
 
 
@@ -84,3 +86,32 @@ def test_loads_refuses_what_json_refuses() -> None:
         with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)):
             loads(broken)
     assert math.isnan(loads(b"NaN"))
+
+
+class _Text(str):
+    pass
+
+
+@dataclass
+class _Point:
+    x: int
+    y: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"when": datetime(2026, 3, 1, tzinfo=UTC)},
+        {"thing": _Point(1, 2)},
+    ],
+)
+def test_what_json_cannot_encode_is_refused_as_json_refuses_it(value: Any) -> None:
+    with pytest.raises(TypeError):
+        _BEFORE(value)
+    with pytest.raises(TypeError):
+        canonical_dumps(value)
+
+
+def test_subclasses_of_builtins_encode_as_json_encodes_them() -> None:
+    value = {_Text("b"): _Text("x"), "a": [_Text("y")]}
+    assert canonical_dumps(value) == _BEFORE(value)

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select, text
 
 from inventory_pipelines.core.missing import compute_missing
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.schema import items as items_table
 from inventory_pipelines.core.selection import Selection, get_selection
 from inventory_pipelines.core.store import (
     COMPLETE,
     InventoryStore,
-    ObservedItem,
     RunResult,
     RunStarted,
     UpsertCounts,

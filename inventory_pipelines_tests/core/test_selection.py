@@ -4,10 +4,11 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inventory_pipelines.core.errors import ValidationError
+from inventory_pipelines.core.policy_types import POLICY_TYPES, all_policy_type_keys
 from inventory_pipelines.core.selection import (
     canonical_json,
     get_selection,
@@ -16,7 +17,6 @@ from inventory_pipelines.core.selection import (
     selection_hash,
     validate_payload,
 )
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, all_policy_type_keys
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
 json_values = st.recursive(
@@ -143,3 +143,79 @@ def test_star_cannot_be_combined_with_types(tmp_path: Any) -> None:
     path = tmp_path / "selections.toml"
     path.write_text('version = 1\n[selections.everything]\npolicy_types = "*"\n')
     assert load_selections(path)["everything"].hash == get_selection("all").hash
+
+
+# -- the encoder is shared now; stored selection hashes must not move ------------------------
+
+
+def _json_module_canonical(payload: Any) -> str:
+    """How selection hashes were computed before the project had one encoder (the standard
+    library, arrays sorted by their own encoding): the form every stored hash was made in."""
+
+    def sort_arrays(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): sort_arrays(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return sorted((sort_arrays(v) for v in value), key=dumps)
+        return value
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    return dumps(sort_arrays(payload))
+
+
+PINNED_HASHES = [
+    (
+        {
+            "policy_types": [
+                "compliance_policies",
+                "settings_catalog_compliance",
+                "compliance_scripts",
+                "notification_templates",
+            ]
+        },
+        "50e7ce2fd2f96acff34cab739215a079882da703904a3fb362e4e5534976bfc3",
+    ),
+    (
+        {
+            "policy_types": ["scope_tags"],
+            "note": "Zürich ✓ \u2028",
+            "limits": {"max": 2**70, "ratio": 1e16, "small": 1e-7, "zero": -0.0},
+            "tags": [[2, 1], {"b": None, "a": True}, "x", 3.5],
+        },
+        "ca28f6079c53f23d924cc68e01604a361314fec394a7a37574ac4e48f0086e35",
+    ),
+]
+"""Hashes computed by the standard-library encoder before it was replaced (the first is the
+shipped `compliance` selection's, as stored in `inventory_sync_runs.selection_hash`)."""
+
+
+@pytest.mark.parametrize(("payload", "expected"), PINNED_HASHES)
+def test_stored_selection_hashes_are_unchanged(payload: dict[str, Any], expected: str) -> None:
+    assert selection_hash(payload) == expected
+    assert canonical_json(payload) == _json_module_canonical(payload)
+
+
+def test_a_shipped_selection_keeps_its_stored_hash() -> None:
+    assert get_selection("compliance").hash == PINNED_HASHES[0][1]
+
+
+any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.text(st.characters(categories=["Cs", "Cc", "Zl"]), max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_json)
+def test_canonical_json_is_what_the_standard_library_wrote(value: Any) -> None:
+    assert canonical_json(value) == _json_module_canonical(value)

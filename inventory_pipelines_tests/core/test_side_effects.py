@@ -9,8 +9,9 @@ from sqlalchemy import Engine, func, inspect, select, text
 from inventory_pipelines.core.errors import ErrorCode
 from inventory_pipelines.core.migrations import MIGRATIONS_TABLE
 from inventory_pipelines.core.missing import compute_missing
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.schema import sync_runs
-from inventory_pipelines.core.store import InventoryStore, ObservedItem, RunResult, RunStarted
+from inventory_pipelines.core.store import InventoryStore, RunResult, RunStarted
 from inventory_pipelines_tests.core.helpers import TENANT_A, items, register, selection, sync
 
 SEL = selection("compliance", "compliance_policies", "scope_tags")

@@ -4,8 +4,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from inventory_pipelines.core.errors import InventoryError
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.schema import items as items_table
-from inventory_pipelines.core.store import InventoryStore, ObservedItem, RunStarted
+from inventory_pipelines.core.store import InventoryStore, RunStarted
 from inventory_pipelines_tests.core.helpers import (
     TENANT_A,
     TENANT_B,

@@ -7,7 +7,6 @@ responses (one 429 with a given header, one truncated body) without a server.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -177,7 +176,3 @@ def make_client(
         random=random,
         **kwargs,
     )
-
-
-def body_json(response: httpx.Response) -> Any:
-    return json.loads(response.content)

@@ -13,7 +13,7 @@ from inventory_pipelines.core.errors import ErrorCode, GraphError
 from inventory_pipelines.graph.auth import TokenProvider, is_token_url
 from inventory_pipelines_tests.graph.mock_graph import TENANT, MockGraph, settings
 
-OTHER_TENANT = "contoso.onmicrosoft.com"
+OTHER_TENANT = "0c2e7b41-5d8a-4f3e-9b1c-6a7d8e9f0a1b"
 
 
 class Clock:
@@ -142,6 +142,8 @@ def test_a_token_response_without_a_token_is_authentication_failed() -> None:
     [
         (f"https://login.test/{TENANT}/oauth2/v2.0/token", True),
         (f"https://login.test/{OTHER_TENANT}/oauth2/v2.0/token", True),
+        (f"https://login.test/{TENANT.upper()}/oauth2/v2.0/token", True),
+        ("https://login.test/contoso.onmicrosoft.com/oauth2/v2.0/token", False),
         (f"https://graph.test/{TENANT}/oauth2/v2.0/token", False),
         (f"http://login.test/{TENANT}/oauth2/v2.0/token", False),
         (f"https://login.test/{TENANT}/oauth2/v2.0/devicecode", False),

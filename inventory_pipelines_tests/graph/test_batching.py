@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 from inventory_pipelines.core.errors import ConfigurationError
+from inventory_pipelines.core.policy_types import POLICY_TYPES
 from inventory_pipelines.core.schema import items as items_table
 from inventory_pipelines.core.selection import Selection, validate_payload
 from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.policy_types import POLICY_TYPES
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.graph.summary import format_summary, summary_as_dict

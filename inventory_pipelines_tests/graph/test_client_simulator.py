@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from inventory_pipelines.core.errors import ErrorCode, GraphError
+from inventory_pipelines.core.errors import ErrorCode, GraphError, ValidationError
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.graph.client import GraphClient, ReadOnlyViolationError
 from inventory_pipelines.graph.fetch import PolicyTypeFetch
 from inventory_pipelines.graph.page_size import PageSizeMemory
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines.simulator.paging import SETTINGS_CATALOG_TYPES, top_exceeded_message
@@ -401,11 +401,16 @@ def test_bad_credentials_are_authentication_failed(
     assert "wrong-secret-value-123" not in str(error)
 
 
-def test_an_unknown_tenant_is_authentication_failed(
+def test_a_domain_name_is_refused_before_anything_is_sent(
     sim: SimulatorServer, client: GraphClient
 ) -> None:
-    error, _ = fails(client, "contoso.onmicrosoft.com", CATALOG)
-    assert (error.code, error.graph_code) == (ErrorCode.AUTHENTICATION_FAILED, "AADSTS90002")
+    """Tenants are named by GUID (`core/tenant_ids.py`), at the authority as in the store."""
+    with pytest.raises(ValidationError, match="not a GUID"):
+        client.fetch("contoso.onmicrosoft.com", CATALOG)
+    with pytest.raises(ValidationError, match="not a GUID"):
+        client.tokens.token("contoso.onmicrosoft.com")
+    counters = sim.control.counters()
+    assert counters["total"] == 0 and "contoso.onmicrosoft.com" not in counters["token_requests"]
 
 
 # -- bodies and connections -------------------------------------------------------------------

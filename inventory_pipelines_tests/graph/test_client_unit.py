@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError, ValidationError
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.graph.client import USER_AGENT, ReadOnlyViolationError
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines_tests.graph.mock_graph import (
     BASE,
@@ -187,10 +187,24 @@ def test_a_fetch_is_lazy_and_can_be_iterated_once() -> None:
             iter(fetch)
 
 
-@pytest.mark.parametrize("tenant", ["", "../other", "a/b", "t?x=1", "tenant id"])
-def test_tenant_ids_that_could_change_the_url_are_rejected(tenant: str) -> None:
-    with make_client(MockGraph()) as client, pytest.raises(ValidationError):
+@pytest.mark.parametrize(
+    "tenant",
+    ["", "../other", "a/b", "t?x=1", "tenant id", "contoso.onmicrosoft.com", "{" + TENANT + "}"],
+)
+def test_tenant_ids_other_than_a_guid_are_rejected_before_any_request(tenant: str) -> None:
+    graph = MockGraph()
+    with make_client(graph) as client, pytest.raises(ValidationError, match="not a GUID"):
         client.fetch(tenant, "device_configurations")
+    assert graph.requests == []
+
+
+def test_a_tenant_guid_is_used_lower_case() -> None:
+    graph = MockGraph().on(DC, page(items("a", 1)))
+    with make_client(graph) as client:
+        fetch = client.fetch(f" {TENANT.upper()} ", "device_configurations")
+        assert fetch.tenant_id == TENANT
+        assert len(list(fetch.iter_items())) == 1
+    assert {r.url.path.split("/")[1] for r in graph.requests if r.method == "POST"} == {TENANT}
 
 
 # -- status handling ------------------------------------------------------------------------
@@ -410,6 +424,50 @@ def test_a_connection_lost_mid_body_is_a_network_error() -> None:
 
 def _raise(exc: Exception) -> httpx.Response:
     raise exc
+
+
+def test_the_token_endpoint_and_graph_are_retried_by_the_same_rules() -> None:
+    """One loop and one budget decide for both: the same answers, the same waits."""
+
+    def answers() -> list[httpx.Response]:
+        return [
+            httpx.Response(429, headers={"Retry-After": "2"}),
+            httpx.Response(503),  # no Retry-After: backoff, full jitter of 1s with random 0.5
+            httpx.Response(504, headers={"Retry-After": "0"}),
+        ]
+
+    token_side = MockGraph().on(DC, page([]))
+    token_side.token_responses.extend(answers())
+    token_sleep = SleepRecorder()
+    fetch_all(token_side, sleep=token_sleep, random=lambda: 0.5)
+
+    graph_side = MockGraph().on(DC_FIRST, *answers(), page([]))
+    graph_sleep = SleepRecorder()
+    fetch_all(graph_side, sleep=graph_sleep, random=lambda: 0.5)
+
+    assert token_sleep.calls == graph_sleep.calls == [2.0, 0.5, 0.0]
+
+
+def test_a_token_retry_after_beyond_the_budget_gives_up_and_says_so() -> None:
+    graph = MockGraph().on(DC, page([]))
+    graph.token_responses.append(httpx.Response(429, headers={"Retry-After": "600"}))
+    sleep = SleepRecorder()
+    with pytest.raises(GraphError) as info:
+        fetch_all(graph, sleep=sleep, retry=RetryPolicy(max_total_wait=30))
+    assert info.value.code is ErrorCode.THROTTLED
+    assert "token request for tenant" in info.value.message
+    assert "Retry-After 600s exceeds the remaining wait budget of 30.0s" in info.value.message
+    assert sleep.calls == [] and graph.graph_requests() == []
+
+
+def test_token_retries_are_bounded_in_attempts() -> None:
+    graph = MockGraph().on(DC, page([]))
+    graph.token_responses.extend([httpx.Response(503)] * 5)
+    with pytest.raises(GraphError) as info:
+        fetch_all(graph, sleep=SleepRecorder(), retry=RetryPolicy(max_attempts=3))
+    assert info.value.code is ErrorCode.UNAVAILABLE
+    assert "failed after 3 attempt(s): HTTP 503" in info.value.message
+    assert len([r for r in graph.requests if r.method == "POST"]) == 3
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from inventory_pipelines.core.errors import ErrorCode, GraphError
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.graph.page_size import (
     MIN_PAGE_SIZE,
     PageSizeMemory,
@@ -15,7 +16,6 @@ from inventory_pipelines.graph.page_size import (
     smaller_top,
     top_limit_from_message,
 )
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines_tests.graph.mock_graph import (
     BASE,
     TENANT,

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inventory_pipelines.core.errors import ErrorCode
+from inventory_pipelines.graph.responses import GraphErrorDetail
 from inventory_pipelines.graph.retry import (
+    Failure,
     RetryBudget,
     RetryPolicy,
+    call_with_retries,
     compute_wait,
     full_jitter_delay,
     parse_retry_after,
+    status_failure,
+    transport_failure,
 )
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class GaveUp(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
 
 
 @pytest.mark.parametrize(
@@ -102,13 +116,17 @@ def test_a_budget_never_exceeds_its_bounds(r: list[float], retry_after: float | 
     policy = RetryPolicy(max_attempts=8, base_delay=1, max_delay=20, max_total_wait=60)
     values = iter(r * 10)
     budget = RetryBudget(policy, random=lambda: next(values))
-    while True:
-        budget.start_attempt()
-        wait = budget.next_wait(retry_after)
-        if wait is None:
-            break
-        budget.record_wait(wait)
+    slept: list[float] = []
+    with pytest.raises(GaveUp):
+        call_with_retries(
+            budget,
+            lambda _: Failure(ErrorCode.THROTTLED, "HTTP 429", 429, retry_after),
+            give_up=GaveUp,
+            on_wait=lambda *_: None,
+            sleep=slept.append,
+        )
     assert budget.attempts <= policy.max_attempts
+    assert budget.waited == pytest.approx(sum(slept))
     assert budget.waited <= policy.max_total_wait + 1e-9
 
 
@@ -129,3 +147,142 @@ def test_invalid_body_retries_are_counted_separately() -> None:
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+# -- classification: one set of rules for Graph and the token endpoint ----------------------
+
+
+def test_a_throttled_answer_waits_what_retry_after_says_else_what_the_body_says() -> None:
+    headers = httpx.Headers({"retry-after": "7"})
+    assert status_failure(429, headers).retry_after == 7
+    hint = GraphErrorDetail(retry_after=3)
+    assert status_failure(429, httpx.Headers(), hint).retry_after == 3
+    assert status_failure(503, headers, hint).retry_after == 7
+    assert status_failure(500, headers).retry_after is None  # 500 does not honour it
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "final"),
+    [
+        (429, ErrorCode.THROTTLED, False),
+        (500, ErrorCode.SERVER_ERROR, False),
+        (503, ErrorCode.UNAVAILABLE, False),
+        (504, ErrorCode.UNAVAILABLE, False),
+        (400, ErrorCode.BAD_REQUEST, True),
+        (401, ErrorCode.UNAUTHORIZED, True),
+        (403, ErrorCode.FORBIDDEN, True),
+        (404, ErrorCode.NOT_FOUND, True),
+    ],
+)
+def test_status_classification(status: int, code: ErrorCode, final: bool) -> None:
+    failure = status_failure(status, httpx.Headers({"Retry-After": "1"}))
+    assert (failure.code, failure.final, failure.reason) == (code, final, f"HTTP {status}")
+    if final:
+        assert failure.retry_after is None
+
+
+def test_transport_failures_are_retried_and_told_apart() -> None:
+    assert transport_failure(httpx.ReadTimeout("slow")).code is ErrorCode.TIMEOUT
+    failure = transport_failure(httpx.ConnectError("refused"))
+    assert (failure.code, failure.final) == (ErrorCode.NETWORK_ERROR, False)
+    assert failure.reason == "ConnectError: refused"
+
+
+# -- the loop -------------------------------------------------------------------------------
+
+
+def scripted(*outcomes: str | Failure) -> Callable[[int], str | Failure]:
+    remaining = list(outcomes)
+    return lambda _: remaining.pop(0)
+
+
+THROTTLED = Failure(ErrorCode.THROTTLED, "HTTP 429", 429, retry_after=2.0)
+BUSY = Failure(ErrorCode.UNAVAILABLE, "HTTP 503", 503)
+FORBIDDEN = Failure(ErrorCode.FORBIDDEN, "HTTP 403", 403, final=True)
+
+
+def test_the_loop_waits_as_the_budget_decides_then_returns_the_result() -> None:
+    budget = RetryBudget(RetryPolicy(base_delay=1, max_delay=8), random=lambda: 0.5)
+    slept: list[float] = []
+    waits: list[tuple[str, float, int]] = []
+    result = call_with_retries(
+        budget,
+        scripted(THROTTLED, BUSY, "page"),
+        give_up=GaveUp,
+        on_wait=lambda failure, seconds, attempt: waits.append((failure.reason, seconds, attempt)),
+        sleep=slept.append,
+    )
+    assert result == "page"
+    assert waits == [("HTTP 429", 2.0, 1), ("HTTP 503", 1.0, 2)]  # Retry-After, then backoff
+    assert slept == [2.0, 1.0] and budget.waited == 3.0 and budget.attempts == 3
+    assert budget.history() == "attempt 3, after 2 retried (HTTP 429 ×1, HTTP 503 ×1), waited 3.00s"
+
+
+def test_a_final_failure_gives_up_at_once() -> None:
+    slept: list[float] = []
+    with pytest.raises(GaveUp) as info:
+        call_with_retries(
+            RetryBudget(RetryPolicy()),
+            scripted(FORBIDDEN, "never"),
+            give_up=GaveUp,
+            on_wait=lambda *_: None,
+            sleep=slept.append,
+        )
+    assert info.value.failure is FORBIDDEN and slept == []
+
+
+def test_a_retry_after_beyond_the_budget_gives_up_and_says_so() -> None:
+    budget = RetryBudget(RetryPolicy(max_total_wait=10))
+    long_wait = Failure(ErrorCode.THROTTLED, "HTTP 429", 429, retry_after=30.0)
+    with pytest.raises(GaveUp) as info:
+        call_with_retries(
+            budget,
+            scripted(long_wait),
+            give_up=GaveUp,
+            on_wait=lambda *_: None,
+            sleep=lambda _: None,
+        )
+    assert info.value.failure.reason == (
+        "HTTP 429; Retry-After 30s exceeds the remaining wait budget of 10.0s"
+    )
+    assert budget.waited == 0
+
+
+def test_attempts_are_bounded_by_the_loop() -> None:
+    budget = RetryBudget(RetryPolicy(max_attempts=3), random=lambda: 0.0)
+    with pytest.raises(GaveUp) as info:
+        call_with_retries(
+            budget, lambda _: BUSY, give_up=GaveUp, on_wait=lambda *_: None, sleep=lambda _: None
+        )
+    assert budget.attempts == 3 and info.value.failure is BUSY
+
+
+def test_a_recovered_failure_is_retried_at_once_on_the_same_budget() -> None:
+    unauthorized = Failure(ErrorCode.UNAUTHORIZED, "HTTP 401", 401, final=True)
+    recovered: list[int] = []
+
+    def recover(failure: Failure, attempt: int) -> bool:
+        recovered.append(attempt)
+        return failure.status == 401 and len(recovered) == 1
+
+    slept: list[float] = []
+    budget = RetryBudget(RetryPolicy())
+    result = call_with_retries(
+        budget,
+        scripted(unauthorized, "page"),
+        recover=recover,
+        give_up=GaveUp,
+        on_wait=lambda *_: None,
+        sleep=slept.append,
+    )
+    assert (result, recovered, slept, budget.attempts) == ("page", [1], [], 2)
+
+
+def test_restart_gives_a_fresh_budget() -> None:
+    budget = RetryBudget(RetryPolicy(max_invalid_body_retries=1))
+    budget.start_attempt()
+    budget.wait_for(BUSY, give_up=GaveUp, on_wait=lambda *_: None)
+    budget.invalid_body_allowed()
+    budget.restart()
+    assert (budget.attempts, budget.waited, budget.retried_failures) == (0, 0.0, [])
+    assert budget.invalid_body_allowed()

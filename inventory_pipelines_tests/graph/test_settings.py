@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from inventory_pipelines.core.errors import ConfigurationError
 from inventory_pipelines.graph.credentials import (
@@ -120,9 +118,7 @@ def test_two_credentials_are_refused_naming_both(tmp_path: Path) -> None:
         GraphSettings.from_env(env)
 
 
-def test_a_certificate_file_gives_key_certificate_and_derived_thumbprint(
-    tmp_path: Path,
-) -> None:
+def test_a_certificate_file_gives_key_and_certificate(tmp_path: Path) -> None:
     keys = new_key_pair()
     path = keys.write(tmp_path / "app.pem")
     settings = GraphSettings.from_env(
@@ -130,10 +126,8 @@ def test_a_certificate_file_gives_key_certificate_and_derived_thumbprint(
     )
     credential = settings.credential
     assert isinstance(credential, ClientCertificate)
-    der = x509.load_pem_x509_certificate(keys.certificate_pem.encode()).public_bytes(
-        serialization.Encoding.DER
-    )
-    assert credential.thumbprint_sha256 == hashlib.sha256(der).hexdigest().upper()
+    certificate = x509.load_pem_x509_certificate(credential.certificate_pem.encode())
+    assert certificate == x509.load_pem_x509_certificate(keys.certificate_pem.encode())
     assert credential.secrets() == (credential.private_key_pem,)
     assert "PRIVATE KEY" not in repr(settings) + repr(credential)
 

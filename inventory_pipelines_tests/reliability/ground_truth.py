@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from inventory_pipelines.core.observed import ObservedItem
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.core.schema import items as items_table
 from inventory_pipelines.core.schema import sync_runs
-from inventory_pipelines.core.store import ObservedItem
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.settings import GraphSettings
 from inventory_pipelines.simulator import (

@@ -17,11 +17,11 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from inventory_pipelines.core.metadata import display_name_of, whitelist_metadata
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.core.schema import items as items_table
 from inventory_pipelines.core.selection import Selection, validate_payload
 from inventory_pipelines.core.store import COMPLETE, InventoryStore
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.retry import RetryPolicy
 from inventory_pipelines.graph.sync import SyncOptions, SyncSummary, sync_partition
 from inventory_pipelines.simulator import SimulatorServer

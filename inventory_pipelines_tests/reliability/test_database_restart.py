@@ -33,11 +33,11 @@ from sqlalchemy import Engine
 
 from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.migrations import upgrade
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.core.selection import Selection, validate_payload
 from inventory_pipelines.core.store import InventoryStore
 from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.graph.client import GraphClient
-from inventory_pipelines.graph.policy_types import get_policy_type
 from inventory_pipelines.graph.sync import SyncOptions, SyncSummary, sync_partition
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines.simulator.paging import learned_page_size

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from inventory_pipelines.core.metadata import WHITELIST
+from inventory_pipelines.core.observed import ObservedItem
 from inventory_pipelines.core.schema import items as items_table
-from inventory_pipelines.core.store import InventoryStore, ObservedItem, RunResult, RunStarted
+from inventory_pipelines.core.store import InventoryStore, RunResult, RunStarted
 from inventory_pipelines.graph.fetch import MAX_ID_LENGTH, _item_id
 from inventory_pipelines_tests.core.helpers import TENANT_A, register, selection
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from inventory_pipelines.graph.policy_types import PolicyType, get_policy_type
+from inventory_pipelines.core.policy_types import PolicyType, get_policy_type
 from inventory_pipelines.simulator import (
     GRAPH_SCOPE,
     SIMULATOR_CLIENT_ID,

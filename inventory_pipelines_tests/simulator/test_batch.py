@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inventory_pipelines.graph.policy_types import get_policy_type
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines_tests.simulator.graph_http import TENANT_A, graph_client
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inventory_pipelines.graph.policy_types import get_policy_type
+from inventory_pipelines.core.policy_types import get_policy_type
 from inventory_pipelines.simulator import SimulatorControlError, SimulatorServer
 from inventory_pipelines.simulator.generation import default_size, seed_for_tenant
 from inventory_pipelines_tests.simulator.graph_http import (

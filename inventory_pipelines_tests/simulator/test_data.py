@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, get_policy_type
+from inventory_pipelines.core.policy_types import POLICY_TYPES, get_policy_type
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines.simulator.generation import ItemFactory, default_size
 from inventory_pipelines.simulator.identifiers import parse_utc_iso, utc_iso

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from inventory_pipelines.graph.policy_types import POLICY_TYPES, PolicyType, get_policy_type
+from inventory_pipelines.core.policy_types import POLICY_TYPES, PolicyType, get_policy_type
 from inventory_pipelines.simulator import SimulatorServer
 from inventory_pipelines.simulator.paging import SETTINGS_CATALOG_TYPES, page_style, top_limit
 from inventory_pipelines_tests.simulator.graph_http import (
