@@ -1,7 +1,8 @@
 """The package's import graph points one way: no cycles, and the layers hold.
 
 `core/` is plain Python at the bottom: it imports nothing of ours outside `core/`. `graph/`
-builds on `core/` only, and the simulator on `core/`, `graph/` and itself; none of the three
+builds on `core/` only, and the simulator on `core/` and itself, never on the client it
+stands in Graph for (shared code could hide a protocol mistake on both sides); none of the three
 imports Dagster or the Dagster wiring at the top of the package (assets, resources,
 definitions, …), which is where Dagster calls into them.
 
@@ -27,7 +28,7 @@ PACKAGE = "inventory_pipelines"
 MAY_IMPORT = {
     "core": frozenset({"core"}),
     "graph": frozenset({"core", "graph"}),
-    "simulator": frozenset({"core", "graph", "simulator"}),
+    "simulator": frozenset({"core", "simulator"}),
 }
 """For each plain-Python layer, the layers (sub-packages) of ours it may import from."""
 

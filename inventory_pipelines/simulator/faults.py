@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inventory_pipelines.graph.policy_types import POLICY_TYPES_BY_KEY
+from inventory_pipelines.core.policy_types import POLICY_TYPES_BY_KEY
 
 RESPONSE_KINDS = frozenset(
     {"throttle", "status", "malformed_json", "truncated_body", "reset_connection", "revoke_tokens"}
