@@ -28,7 +28,7 @@ GROUPS_BY_DIRECTORY = {
     "inventory_pipelines": ("runtime",),
     "bench": ("runtime", "bench"),
     "docs": ("runtime", "docs"),
-    "inventory_pipelines_tests": ("runtime", "dev", "bench"),
+    "inventory_pipelines_tests": ("runtime", "dev", "bench", "celery"),
 }
 
 USED_WITHOUT_IMPORT = {
