@@ -1,4 +1,5 @@
-"""The Kubernetes values run Graph syncs under Entra workload identity, holding no secret."""
+"""The Kubernetes values run Graph syncs under Entra workload identity, holding no secret, with
+the limits of dagster.yaml."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import yaml
 
 VALUES = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes" / "values.yaml"
+DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
 TOKEN_FILE = "/var/run/secrets/azure/tokens/azure-identity-token"
 
 
@@ -35,3 +37,27 @@ def test_no_graph_secret_is_referenced() -> None:
     assert "GRAPH_CLIENT_SECRET=" not in text and "inventory-pipelines-graph" not in text
     secrets = values()["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]
     assert [s["name"] for s in secrets] == ["inventory-pipelines-database"]
+
+
+def test_the_chart_enforces_the_limits_of_dagster_yaml() -> None:
+    """Runs in progress, runs per tenant, the pool limit and its granularity are dagster.yaml's,
+    set once: the chart refuses a run limit given both here and under the run coordinator."""
+    shipped = yaml.safe_load(DAGSTER_YAML.read_text())["concurrency"]
+    chart = values()["concurrency"]
+    assert chart["enabled"] is True
+    assert chart["runs"]["maxConcurrentRuns"] == shipped["runs"]["max_concurrent_runs"]
+    assert chart["runs"]["tagConcurrencyLimits"] == shipped["runs"]["tag_concurrency_limits"]
+    assert chart["pools"] == {
+        "defaultLimit": shipped["pools"]["default_limit"],
+        "granularity": shipped["pools"]["granularity"],
+    }
+    coordinator = values()["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["type"] == "QueuedRunCoordinator"
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    assert not {"maxConcurrentRuns", "tagConcurrencyLimits"} & set(queued)
+    polling = yaml.safe_load(DAGSTER_YAML.read_text())["run_coordinator"]["config"]
+    assert queued == {
+        "dequeueIntervalSeconds": polling["dequeue_interval_seconds"],
+        "dequeueUseThreads": polling["dequeue_use_threads"],
+        "dequeueNumWorkers": polling["dequeue_num_workers"],
+    }
