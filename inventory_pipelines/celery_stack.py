@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
+from dagster import DagsterInstance
 from sqlalchemy.engine import URL, make_url
 
 from inventory_pipelines.devstack import (
@@ -332,12 +333,16 @@ class Worker:
     def processes(self) -> list[int]:
         return self.service.members()
 
-    def kill(self) -> None:
-        """SIGKILL to every process of the worker at once, as when its host dies."""
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL to every process of the worker at once, as when its host dies; returns once
+        none is left (or after `timeout`)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.service.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.service.popen.wait(timeout=10)
+            self.service.popen.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @dataclass
@@ -387,6 +392,27 @@ class CeleryHosts:
             ENV_COMPUTE_LOGS_DIR: str(self.compute_logs_dir),
         }
 
+    def create_instance_schema(self) -> None:
+        """Create the instance database's tables once, before the daemon and the workers open
+        it at the same time (dagster-postgres creates missing tables on open, and two processes
+        doing so at once collide)."""
+        home = self.state_dir / "schema"
+        home.mkdir(parents=True, exist_ok=True)
+        url = self.instance_url.set(drivername="postgresql+psycopg2")
+        (home / "dagster.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "storage": {
+                        "postgres": {"postgres_url": url.render_as_string(hide_password=False)}
+                    },
+                    "telemetry": {"enabled": False},
+                }
+            ),
+            encoding="utf-8",
+        )
+        with DagsterInstance.from_config(str(home)):
+            pass
+
     def root_instance_yaml(self) -> Path:
         """The instance configuration of the root namespace (for DevStack's dagster_yaml)."""
         return write_instance_yaml(
@@ -402,6 +428,7 @@ class CeleryHosts:
         try:
             remove_leftover_hosts()
             remove_leftover_vhosts()
+            self.create_instance_schema()
             self.vhost = create_vhost()
             taken = _used_networks()
             for index in range(self.host_count):

@@ -388,7 +388,11 @@ def test_runs_on_celery_workers_in_two_network_namespaces(
         assert killed.dagster_run.status == DagsterRunStatus.FAILURE
         task_id = killed.dagster_run.tags["dagster-celery/task_id"]
         task = instance.run_launcher.celery.AsyncResult(task_id)  # type: ignore[attr-defined]
-        assert task.state == "FAILURE" and type(task.result).__name__ == "WorkerLostError"
+        assert (task.state, type(task.result).__name__) == ("FAILURE", "WorkerLostError"), (
+            task.state,
+            repr(task.result),
+            [e.message for e in instance.all_logs(killed_run)][-5:],
+        )
         assert any(
             "Detected run worker status FAILED" in (e.message or "")
             for e in instance.all_logs(killed_run, of_type=dg.DagsterEventType.RUN_FAILURE)
