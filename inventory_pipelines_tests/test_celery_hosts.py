@@ -10,7 +10,9 @@ DAGSTER_HOME. Each worker records what it ran, in which process and namespace
 
 1. Syncs of 3 tenants × 2 selections are launched through GraphQL: every run succeeds, both
    namespaces executed runs, no two runs of one tenant overlapped (while runs of different
-   tenants did), and the inventory in PostgreSQL equals the simulator's ground truth.
+   tenants did: the simulator holds Graph requests until all three tenants' first syncs wait
+   together, more than one worker can run), and the inventory in PostgreSQL equals the
+   simulator's ground truth.
 2. The process running a sync on one worker is killed (SIGKILL), then the rest of that worker:
    Celery reports the task lost, run monitoring marks the run failed, the sync lock it held is
    taken over once its lease expired, and a re-execution succeeds on the other worker.
@@ -73,16 +75,16 @@ TENANTS = {  # tenant id -> key; every key syncs every selection below
 SELECTIONS = ("compliance", "configuration")
 KILLED_TENANT = ("0ce10000-0000-4000-8000-00000000000d", "celery-dunmore")
 KILLED_SELECTION = "compliance"
-# Graph answers slowly, so runs last seconds (several rounds of pages each): runs of different
-# tenants overlap, and the run to kill is still syncing when it is killed (its 6 pages behind
-# 3 s each leave far more than the moments the kill takes).
-LATENCY_MS = 800
 KILLED_LATENCY_MS = 3000
+"""The run to kill is still syncing when it is killed: its 7 rounds of Graph requests behind
+3 s each leave far more than the moments the kill takes."""
+RENDEZVOUS_TIMEOUT_MS = 120_000
 TEST_LEASE_SECONDS = 5
 """The sync lease of the run that is killed and of its re-execution (production: 10 minutes)."""
 MONITORING_POLL_SECONDS = 2
 """Run monitoring's poll in this test (shipped: 30 s): how fast a lost run is marked failed."""
 WORKER_CONCURRENCY = 2
+"""Runs each worker executes at once: the three syncs the rendezvous holds together need both."""
 PHASE_TIMEOUT = 150.0
 TEST_TIMEOUT = 420.0
 
@@ -132,6 +134,11 @@ def celery_prerequisites(request: pytest.FixtureRequest) -> None:
 
 
 def _scenario() -> str:
+    """Small tenants (settings catalogs of several pages). The rendezvous holds Graph requests
+    until the first syncs of all three tenants wait together: three runs at once, on workers of
+    two processes each, so both workers run syncs and runs of different tenants overlap
+    however loaded the machine is (if they cannot, the rendezvous times out and the test fails
+    on it)."""
     lines = []
     for index, tenant_id in enumerate(TENANTS):
         lines += [
@@ -139,7 +146,6 @@ def _scenario() -> str:
             f"seed = {300 + index}",
             "default_size = 2",
             "sizes = { settings_catalog_policies = 300, settings_catalog_compliance = 150 }",
-            f'faults = [{{ kind = "latency", ms = {LATENCY_MS} }}]',
             "",
         ]
     lines += [
@@ -148,6 +154,10 @@ def _scenario() -> str:
         "default_size = 2",
         "sizes = { settings_catalog_compliance = 600 }",
         f'faults = [{{ kind = "latency", ms = {KILLED_LATENCY_MS} }}]',
+        "",
+        '[tenants."*"]',
+        f'faults = [{{ kind = "rendezvous", tenants = {len(TENANTS)}, '
+        f"timeout_ms = {RENDEZVOUS_TIMEOUT_MS} }}]",
         "",
     ]
     return "\n".join(lines)
@@ -362,6 +372,9 @@ def test_runs_on_celery_workers_in_two_network_namespaces(
         clock.wait(lambda: _finished(instance, run_ids), "the syncs of 3 tenants × 2 selections")
         records = _records(instance, run_ids)
         timings["syncs"] = time.monotonic() - began
+        with SimulatorControl(stack.simulator_url) as control:
+            (rendezvous,) = [f for f in control.faults("*") if f["kind"] == "rendezvous"]
+        assert rendezvous["met"], f"the three tenants' syncs never ran at once: {rendezvous}"
         _assert_runs_succeeded(records)
         _assert_ran_on_both_hosts(records, journal, hosts.hosts, inodes)
         _assert_tenant_limit_held(records, inventory_engine)
