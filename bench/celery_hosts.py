@@ -1,7 +1,7 @@
 """Throughput of the run queue on Dagster's Celery run launcher (`dagster.celery.yaml`) with 1
 and with 2 worker hosts, and the overhead of one run from launch to success.
 
-Each configuration gets a fresh stack: `dagster dev` (daemon, webserver, code server) in the
+Each configuration gets a fresh stack: `dg dev` (daemon, webserver, code server) in the
 root namespace on a fresh PostgreSQL instance database, the Graph simulator, and N
 `dagster-celery` workers, each in its own network namespace (`inventory_pipelines.celery_stack`,
 the same set-up as the scale-out test). Tenants have no items and sync the `compliance`

@@ -3,7 +3,7 @@ two other "hosts" that share one Dagster instance database, and the run queue's 
 
 Each host is a network namespace with a veth pair; PostgreSQL, RabbitMQ and the Graph simulator
 listen on the root namespace's loopback and are reached through a relay on the pair's address
-(`inventory_pipelines.celery_stack`). The daemon, webserver and code server (`dagster dev`) run
+(`inventory_pipelines.celery_stack`). The daemon, webserver and code server (`dg dev`) run
 in the root namespace; one `dagster-celery worker` runs in each namespace with its own
 DAGSTER_HOME. Each worker records what it ran, in which process and namespace
 (`celery_journal`).
