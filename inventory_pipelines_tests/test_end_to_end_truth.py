@@ -135,6 +135,29 @@ def _scenario() -> str:
     )
 
 
+def _by_partition(
+    dimensions: list[dict[str, Any]], statuses: dict[str, Any], kinds: tuple[str, ...]
+) -> dict[str, str]:
+    """{partition key: status} from the UI's two-dimensional status ranges; a later kind in
+    `kinds` wins over an earlier one for the same partition."""
+    keys = {d["name"]: d["partitionKeys"] for d in dimensions}
+    primary_name = statuses["primaryDimensionName"]
+    primary = keys[primary_name]
+    (secondary_name,) = set(keys) - {primary_name}
+    by_partition: dict[str, str] = {}
+    for block in statuses["ranges"]:
+        first = primary.index(block["primaryDimStartKey"])
+        last = primary.index(block["primaryDimEndKey"])
+        for kind in kinds:
+            for secondary_key in block["secondaryDim"][f"{kind}Partitions"]:
+                for primary_key in primary[first : last + 1]:
+                    key = dg.MultiPartitionKey(
+                        {primary_name: primary_key, secondary_name: secondary_key}
+                    )
+                    by_partition[str(key)] = kind
+    return by_partition
+
+
 def partition_statuses(stack: DevStack, asset: str) -> dict[str, str]:
     """{partition key: status} as the asset's Partitions tab reads them over GraphQL; a failed
     partition that was materialized before counts as failed, as the tab colours it."""
@@ -142,23 +165,9 @@ def partition_statuses(stack: DevStack, asset: str) -> dict[str, str]:
     assert node["__typename"] == "AssetNode", node
     statuses = node["assetPartitionStatuses"]
     assert statuses["__typename"] == "MultiPartitionStatuses", statuses
-    dimensions = {d["name"]: d["partitionKeys"] for d in node["partitionKeysByDimension"]}
-    primary_name = statuses["primaryDimensionName"]
-    primary = dimensions[primary_name]
-    (secondary_name,) = set(dimensions) - {primary_name}
-    by_partition: dict[str, str] = {}
-    for block in statuses["ranges"]:
-        first = primary.index(block["primaryDimStartKey"])
-        last = primary.index(block["primaryDimEndKey"])
-        # Failed last, so it wins over an older materialization of the same partition.
-        for status in ("materialized", "materializing", "failed"):
-            for secondary_key in block["secondaryDim"][f"{status}Partitions"]:
-                for primary_key in primary[first : last + 1]:
-                    key = dg.MultiPartitionKey(
-                        {primary_name: primary_key, secondary_name: secondary_key}
-                    )
-                    by_partition[str(key)] = status
-    return by_partition
+    return _by_partition(
+        node["partitionKeysByDimension"], statuses, ("materialized", "materializing", "failed")
+    )
 
 
 def check_statuses(stack: DevStack, asset: str) -> dict[str, dict[str, str]]:
@@ -172,23 +181,11 @@ def check_statuses(stack: DevStack, asset: str) -> dict[str, dict[str, str]]:
         statuses = check["partitionStatuses"]
         assert statuses is not None, f"{check['name']} is not partitioned"
         assert statuses["__typename"] == "AssetCheckMultiPartitionStatuses", statuses
-        dimensions = {d["name"]: d["partitionKeys"] for d in check["partitionKeysByDimension"]}
-        primary_name = statuses["primaryDimensionName"]
-        primary = dimensions[primary_name]
-        (secondary_name,) = set(dimensions) - {primary_name}
-        by_partition: dict[str, str] = {}
-        for block in statuses["ranges"]:
-            first = primary.index(block["primaryDimStartKey"])
-            last = primary.index(block["primaryDimEndKey"])
-            secondary = block["secondaryDim"]
-            for status in ("succeeded", "failed", "inProgress", "skipped", "executionFailed"):
-                for secondary_key in secondary[f"{status}Partitions"]:
-                    for primary_key in primary[first : last + 1]:
-                        key = dg.MultiPartitionKey(
-                            {primary_name: primary_key, secondary_name: secondary_key}
-                        )
-                        by_partition[str(key)] = status
-        result[check["name"]] = by_partition
+        result[check["name"]] = _by_partition(
+            check["partitionKeysByDimension"],
+            statuses,
+            ("succeeded", "failed", "inProgress", "skipped", "executionFailed"),
+        )
     return result
 
 
