@@ -16,7 +16,7 @@ throughput.
 Usage (root, RabbitMQ on 127.0.0.1:5672, PostgreSQL at INVENTORY_BENCH_POSTGRES_URL or
 postgres@127.0.0.1:5432):
 
-    python -m bench.celery_hosts --tenants 40 --workers 1,2 --latency-ms 0,3000 \
+    python -m bench.celery_hosts --tenants 40 --workers 1,2 --latency-ms 0,3000,10000 --repeat 2 \
         --out bench/celery_hosts.json
 """
 
