@@ -23,11 +23,16 @@ import yaml
 from inventory_pipelines.core.database import create_inventory_engine
 from inventory_pipelines.core.migrations import upgrade
 from inventory_pipelines.core.tenants import add_tenant
-from inventory_pipelines.devstack import SHIPPED_DAGSTER_YAML, DevStack, graphql
+from inventory_pipelines.devstack import CODE_LOCATION as LOCATION
+from inventory_pipelines.devstack import (
+    REPOSITORY,
+    SHIPPED_DAGSTER_YAML,
+    DevStack,
+    graphql,
+    launch_partition_run,
+)
 from inventory_pipelines.partitions import partition_key
 
-LOCATION = "inventory_pipelines.definitions"
-REPOSITORY = "__repository__"
 SELECTION = "compliance"
 
 SENSOR_QUERY = """
@@ -43,15 +48,6 @@ mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
-LAUNCH_RUN = """
-mutation($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
     ... on PythonError { message }
   }
 }
@@ -114,24 +110,7 @@ def _launch_backfill(url: str, partitions: list[str], title: str) -> str:
 
 def _launch_and_wait(url: str, tenant_key: str, timeout: float) -> dict[str, Any]:
     """Launch one partition run straight into the run queue (as the UI's Materialize does)."""
-    key = partition_key(tenant_key, SELECTION)
-    tags = [
-        {"key": "dagster/partition", "value": str(key)},
-        {"key": "dagster/partition/tenant", "value": tenant_key},
-        {"key": "dagster/partition/selection", "value": SELECTION},
-    ]
-    params = {
-        "selector": {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "jobName": "inventory_sync_job",
-        },
-        "executionMetadata": {"tags": tags},
-    }
-    launched = graphql(url, LAUNCH_RUN, {"params": params})["launchRun"]
-    if launched["__typename"] != "LaunchRunSuccess":
-        raise RuntimeError(f"run not launched: {launched}")
-    run_id = launched["run"]["runId"]
+    run_id = launch_partition_run(url, tenant_key, SELECTION)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = graphql(url, RUN_QUERY, {"id": run_id})["runOrError"]

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import yaml
 
+from inventory_pipelines.partitions import SELECTION_DIMENSION, TENANT_DIMENSION, partition_key
 from inventory_pipelines.simulator import SIMULATOR_CLIENT_ID, SIMULATOR_CLIENT_SECRET
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -387,6 +388,48 @@ def graphql(url: str, query: str, variables: Mapping[str, Any] | None = None) ->
         raise DevStackError(f"GraphQL errors: {body['errors']}")
     data: dict[str, Any] = body["data"]
     return data
+
+
+_LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+CODE_LOCATION = "inventory_pipelines.definitions"
+"""The workspace's code location (workspace.yaml) and its one repository."""
+REPOSITORY = "__repository__"
+
+
+def launch_partition_run(
+    url: str,
+    tenant_key: str,
+    selection: str,
+    run_config: Mapping[str, Any] | None = None,
+) -> str:
+    """One sync run of a tenant × selection partition into the run queue, tagged as the UI's
+    Materialize tags it; returns the run id."""
+    tags = {
+        "dagster/partition": str(partition_key(tenant_key, selection)),
+        f"dagster/partition/{TENANT_DIMENSION}": tenant_key,
+        f"dagster/partition/{SELECTION_DIMENSION}": selection,
+    }
+    params = {
+        "selector": {
+            "repositoryLocationName": CODE_LOCATION,
+            "repositoryName": REPOSITORY,
+            "jobName": "inventory_sync_job",
+        },
+        "runConfigData": dict(run_config or {}),
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+    }
+    launched = graphql(url, _LAUNCH_RUN, {"params": params})["launchRun"]
+    if launched["__typename"] != "LaunchRunSuccess":
+        raise DevStackError(f"run of {tags['dagster/partition']} not launched: {launched}")
+    return str(launched["run"]["runId"])
 
 
 def code_location_loaded(url: str) -> bool:

@@ -47,8 +47,9 @@ from inventory_pipelines.core.schema import items as items_table
 from inventory_pipelines.core.schema import sync_runs
 from inventory_pipelines.core.selection import load_selections
 from inventory_pipelines.core.tenants import add_tenant
-from inventory_pipelines.devstack import free_port, graphql
-from inventory_pipelines.partitions import SELECTION_DIMENSION, TENANT_DIMENSION, partition_key
+from inventory_pipelines.devstack import CODE_LOCATION as LOCATION
+from inventory_pipelines.devstack import REPOSITORY, free_port, graphql, launch_partition_run
+from inventory_pipelines.partitions import SELECTION_DIMENSION, TENANT_DIMENSION
 from inventory_pipelines.simulator import SimulatorControl
 from inventory_pipelines_tests.celery_journal import (
     JOURNAL_DIR_SETTING,
@@ -64,8 +65,6 @@ __all__ = ["inventory_engine"]  # fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.celery]
 
-LOCATION = "inventory_pipelines.definitions"
-REPOSITORY = "__repository__"
 TENANT_TAG = f"dagster/partition/{TENANT_DIMENSION}"
 TENANTS = {  # tenant id -> key; every key syncs every selection below
     "0ce10000-0000-4000-8000-00000000000a": "celery-adatum",
@@ -88,15 +87,6 @@ WORKER_CONCURRENCY = 2
 PHASE_TIMEOUT = 150.0
 TEST_TIMEOUT = 420.0
 
-LAUNCH_RUN = """
-mutation($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}
-"""
 REEXECUTE = """
 mutation($params: ReexecutionParams!) {
   launchRunReexecution(reexecutionParams: $params) {
@@ -179,27 +169,6 @@ class Clock:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
             time.sleep(interval)
-
-
-def _launch(url: str, tenant_key: str, selection: str, run_config: Mapping[str, Any]) -> str:
-    """One partition run into the run queue, as the UI's Materialize does."""
-    tags = {
-        "dagster/partition": str(partition_key(tenant_key, selection)),
-        TENANT_TAG: tenant_key,
-        f"dagster/partition/{SELECTION_DIMENSION}": selection,
-    }
-    params = {
-        "selector": {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "jobName": "inventory_sync_job",
-        },
-        "runConfigData": dict(run_config),
-        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
-    }
-    launched = graphql(url, LAUNCH_RUN, {"params": params})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    return str(launched["run"]["runId"])
 
 
 def _stop_sensors(url: str) -> None:
@@ -367,7 +336,9 @@ def test_runs_on_celery_workers_in_two_network_namespaces(
 
         # 1. Six syncs through the run queue, onto the two workers.
         run_ids = [
-            _launch(url, key, selection, {}) for key in TENANTS.values() for selection in SELECTIONS
+            launch_partition_run(url, key, selection, {})
+            for key in TENANTS.values()
+            for selection in SELECTIONS
         ]
         clock.wait(lambda: _finished(instance, run_ids), "the syncs of 3 tenants × 2 selections")
         records = _records(instance, run_ids)
@@ -382,7 +353,7 @@ def test_runs_on_celery_workers_in_two_network_namespaces(
 
         # 2. Kill the worker running a sync: first the run's process, then the rest of it.
         lease = {"resources": {"inventory_db": {"config": {"lease_seconds": TEST_LEASE_SECONDS}}}}
-        killed_run = _launch(url, KILLED_TENANT[1], KILLED_SELECTION, lease)
+        killed_run = launch_partition_run(url, KILLED_TENANT[1], KILLED_SELECTION, lease)
 
         def syncing() -> bool:
             rows = [r for r in _sync_rows(inventory_engine) if r.correlation_id == killed_run]
