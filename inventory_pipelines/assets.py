@@ -111,7 +111,8 @@ def _targeting_latest(
         dg.AssetRecordsFilter(asset_key=MISSING_ASSET, asset_partitions=[context.partition_key]),
         limit=1,
     ).records
-    assert record.run_id == context.run.run_id, "the missing materialization was not stored"
+    if record.run_id != context.run.run_id:
+        raise dg.Failure(f"inventory_missing of {context.partition_key} was not recorded")
     return dg.AssetCheckEvaluation(
         asset_key=MISSING_ASSET,
         check_name=MISSING_SHARE_CHECK,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -22,6 +24,20 @@ mutation($params: LaunchBackfillParams!) {
   }
 }
 """
+
+
+def wait_for(condition: Callable[[], Any], what: str, stack: DevStack, timeout: float) -> Any:
+    """Poll `condition` every second until it returns something truthy, and return that;
+    fail early if a service of the stack died, and after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        stack.check_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(1.0)
 
 
 def launch_backfill(

@@ -11,7 +11,6 @@ complete fetch; the permission comes back, and its items are `returned`.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from inventory_pipelines.core.tenants import add_tenant
 from inventory_pipelines.devstack import DevStack
 from inventory_pipelines.partitions import partition_key
 from inventory_pipelines.simulator import SimulatorControl
-from inventory_pipelines_tests.stack_helpers import inventory_engine, launch_backfill
+from inventory_pipelines_tests.stack_helpers import inventory_engine, launch_backfill, wait_for
 
 __all__ = ["inventory_engine"]  # fixture
 
@@ -40,15 +39,7 @@ FORBIDDEN = "scope_tags"
 
 
 def _wait(condition: Callable[[], Any], what: str, stack: DevStack) -> Any:
-    deadline = time.monotonic() + PHASE_TIMEOUT
-    while True:
-        value = condition()
-        if value:
-            return value
-        stack.check_alive()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {PHASE_TIMEOUT:.0f}s waiting for {what}")
-        time.sleep(1.0)
+    return wait_for(condition, what, stack, PHASE_TIMEOUT)
 
 
 def test_backfills_after_edits_deletions_and_a_lost_permission_record_the_change_feed(
